@@ -1,0 +1,7 @@
+"""transfer-lab: transfer learning on images as Kedro pipelines."""
+
+from transfer_lab import quiet as _quiet
+
+_quiet.silence()
+
+__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""Kedro datasets of this project. Every one writes atomically and, where it makes sense, also
+logs what it wrote to the active MLflow run, so nodes stay plain functions of data.
+
+Use them in ``conf/base/catalog_*.yml`` as ``transfer_lab.datasets.<Name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.io import AbstractDataset, DatasetError
+
+from transfer_lab import tracking
+from transfer_lab.io_utils import atomic_dir, atomic_path, write_json
+
+
+def _missing(path: Path, what: str, hint: str | None) -> DatasetError:
+    msg = f"{what} not found: {path}."
+    if hint:
+        msg += f" {hint}"
+    return DatasetError(msg)
+
+
+class _FileDataset(AbstractDataset):
+    """Common parts: a local ``filepath``, an optional MLflow artifact folder, a hint for when the
+    file is missing (which pipeline writes it)."""
+
+    def __init__(
+        self,
+        filepath: str,
+        mlflow_artifact_path: str | None = "",
+        missing_hint: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        self._filepath = Path(filepath)
+        # "" = log at the artifact root; None = do not log
+        self._artifact_path = mlflow_artifact_path
+        self._hint = missing_hint
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "mlflow_artifact_path": self._artifact_path}
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _log(self, path: Path | None = None) -> None:
+        if self._artifact_path is not None:
+            tracking.log_artifact(path or self._filepath, self._artifact_path or None)
+
+    def _check(self, what: str) -> None:
+        if not self._filepath.exists():
+            raise _missing(self._filepath, what, self._hint)
+
+
+class MetricsDataset(_FileDataset):
+    """A JSON report (nested dict). Saving also logs its numeric leaves as MLflow metrics
+    (``metric_prefix`` + dotted key) and the file as an artifact."""
+
+    def __init__(self, filepath: str, metric_prefix: str = "", **kwargs: Any):
+        super().__init__(filepath, **kwargs)
+        self._prefix = metric_prefix
+
+    def load(self) -> dict[str, Any]:
+        self._check("Report")
+        return json.loads(self._filepath.read_text())
+
+    def save(self, data: dict[str, Any]) -> None:
+        write_json(self._filepath, data)
+        tracking.log_metrics(data, prefix=self._prefix)
+        self._log()
+
+
+class TableDataset(_FileDataset):
+    """A pandas DataFrame as CSV (not logged to MLflow unless ``mlflow_artifact_path`` is set)."""
+
+    def __init__(self, filepath: str, mlflow_artifact_path: str | None = None, **kwargs: Any):
+        super().__init__(filepath, mlflow_artifact_path=mlflow_artifact_path, **kwargs)
+
+    def load(self) -> Any:
+        import pandas as pd
+
+        self._check("Table")
+        return pd.read_csv(self._filepath, keep_default_na=False, na_values=[""])
+
+    def save(self, data: Any) -> None:
+        with atomic_path(self._filepath) as tmp:
+            data.to_csv(tmp, index=False)
+        self._log()
+
+
+class JSONDataset(_FileDataset):
+    """Any JSON-able value (class names, small configs), not logged unless asked."""
+
+    def __init__(self, filepath: str, mlflow_artifact_path: str | None = None, **kwargs: Any):
+        super().__init__(filepath, mlflow_artifact_path=mlflow_artifact_path, **kwargs)
+
+    def load(self) -> Any:
+        self._check("File")
+        return json.loads(self._filepath.read_text())
+
+    def save(self, data: Any) -> None:
+        write_json(self._filepath, data)
+        self._log()
+
+
+class FigureDataset(_FileDataset):
+    """One PNG: a matplotlib Figure, a PIL image or an (H, W, 3) 0-255 array."""
+
+    def load(self) -> np.ndarray:
+        from PIL import Image
+
+        self._check("Image")
+        with Image.open(self._filepath) as img:
+            return np.asarray(img.convert("RGB"))
+
+    def save(self, data: Any) -> None:
+        with atomic_path(self._filepath) as tmp:
+            _write_png(data, tmp)
+        self._log()
+
+
+class ImageFolderDataset(_FileDataset):
+    """A folder of PNGs from a dict ``{name: figure | image | array}``; saving replaces the folder
+    whole. Loading gives ``{name: array}``."""
+
+    def load(self) -> dict[str, np.ndarray]:
+        from PIL import Image
+
+        self._check("Image folder")
+        out = {}
+        for p in sorted(self._filepath.glob("*.png")):
+            with Image.open(p) as img:
+                out[p.stem] = np.asarray(img.convert("RGB"))
+        return out
+
+    def save(self, data: dict[str, Any]) -> None:
+        with atomic_dir(self._filepath) as tmp:
+            for name, item in data.items():
+                _write_png(item, tmp / f"{_safe_name(name)}.png")
+        self._log()
+
+
+class NpzDataset(_FileDataset):
+    """A dict of numpy arrays in one ``.npz`` file (not logged to MLflow by default)."""
+
+    def __init__(self, filepath: str, mlflow_artifact_path: str | None = None, **kwargs: Any):
+        super().__init__(filepath, mlflow_artifact_path=mlflow_artifact_path, **kwargs)
+
+    def load(self) -> dict[str, np.ndarray]:
+        self._check("Array file")
+        with np.load(self._filepath, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def save(self, data: dict[str, np.ndarray]) -> None:
+        with atomic_path(self._filepath, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, **{k: np.asarray(v) for k, v in data.items()})
+        self._log()
+
+
+class KerasModelDataset(_FileDataset):
+    """A Keras 3 model in one ``.keras`` file. Saving can also log it to MLflow with the
+    ``mlflow.keras`` flavor, a signature and an input example (one image of the model's input
+    size, 0-255 RGB)."""
+
+    def __init__(self, filepath: str, mlflow_model_name: str | None = None, **kwargs: Any):
+        kwargs.setdefault("mlflow_artifact_path", None)
+        super().__init__(filepath, **kwargs)
+        self._model_name = mlflow_model_name
+
+    def load(self) -> Any:
+        import keras
+
+        self._check("Model")
+        return keras.saving.load_model(self._filepath, compile=False)
+
+    def save(self, model: Any) -> None:
+        with atomic_path(self._filepath, suffix=".tmp.keras") as tmp:
+            model.save(tmp)
+        self._log()
+        if self._model_name and tracking.active():
+            log_keras_model(model, self._model_name)
+
+
+def log_keras_model(model: Any, name: str) -> None:
+    """Log ``model`` with the ``mlflow.keras`` flavor, a signature and a 0-255 input example."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    shape = [d if d is not None else 1 for d in model.input_shape]
+    shape[0] = 1
+    rng = np.random.default_rng(0)
+    example = rng.integers(0, 256, size=shape).astype("float32")
+    signature = infer_signature(example, np.asarray(model(example)))
+    mlflow.keras.log_model(model, name=name, signature=signature, input_example=example)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if (c.isalnum() or c in "-_.") else "_" for c in str(name)) or "image"
+
+
+def _write_png(data: Any, path: Path) -> None:
+    from PIL import Image
+
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover
+        Figure = ()  # type: ignore[assignment]
+    if isinstance(data, Figure):
+        data.savefig(path, format="png", dpi=data.dpi, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(data)
+    elif isinstance(data, Image.Image):
+        data.save(path, format="PNG")
+    elif isinstance(data, (str, Path)) and Path(data).is_file():
+        shutil.copyfile(data, path)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.rint(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(path, format="PNG")

@@ -1,0 +1,64 @@
+"""tf.data input pipelines over the manifest, decoding with the project's one decoder
+(:func:`transfer_lab.imaging.load_rgb`) in parallel, batching and prefetching.
+
+Images come out as float32 RGB in 0-255, which is what every model of the project takes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from transfer_lab.imaging import load_rgb
+
+
+def image_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int] | None = None,
+    *,
+    image_size: int,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    cache: bool = False,
+):
+    """A ``tf.data.Dataset`` of ``images`` or ``(images, labels)`` batches."""
+    import tensorflow as tf
+
+    from transfer_lab.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    size = int(image_size)
+
+    def _decode(path: bytes) -> np.ndarray:
+        return load_rgb(path.decode("utf-8"), size).astype(np.float32)
+
+    def _load(path):
+        img = tf.numpy_function(_decode, [path], tf.float32, stateful=False)
+        img.set_shape((size, size, 3))
+        return img
+
+    paths = [str(p) for p in paths]
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(paths)
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, dtype=np.int32)))
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda p, y: (_load(p), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if repeat:
+        ds = ds.repeat()
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None) -> np.ndarray:
+    """Decode a few images eagerly into one float32 0-255 array (N, H, W, 3)."""
+    return np.stack([load_rgb(p, image_size).astype(np.float32) for p in paths])
