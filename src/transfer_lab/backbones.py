@@ -279,7 +279,12 @@ def build_classifier(cfg: BackboneConfig, head: Any, backbone: Any | None = None
     x = backbone(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     for layer in head.layers[1:]:  # skip the InputLayer
-        x = layer(x)
+        # A copy of each head layer (same config and weights), not the layer itself: a layer called
+        # in two models reports the first model's tensor as ``layer.output``, which would break
+        # ``logits_model(classifier)`` and feature-map models built in the same process.
+        clone = layer.__class__.from_config(layer.get_config())
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
     return keras.Model(inputs, x, name=f"{cfg.name}_classifier")
 
 
