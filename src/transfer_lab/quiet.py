@@ -50,6 +50,7 @@ def silence() -> None:
         "kedro_viz",
         "kedro.io",
         "kedro.framework",
+        "kedro.config",
         "kedro.pipeline",
         "setuptools",
         "pkg_resources",
@@ -62,6 +63,8 @@ def silence() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*Protobuf gencode version.*")
     warnings.filterwarnings("ignore", message=".*is not a recognized dataset.*")
+    warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
     try:  # absl prints "WARNING: All log messages before absl::InitializeLog()..." otherwise
         from absl import logging as absl_logging
 
