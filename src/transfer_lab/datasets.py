@@ -146,12 +146,24 @@ class ImageFolderDataset(_FileDataset):
 
 
 class NpzDataset(_FileDataset):
-    """A dict of numpy arrays in one ``.npz`` file (not logged to MLflow by default)."""
+    """A dict of numpy arrays in one ``.npz`` file (not logged to MLflow by default).
 
-    def __init__(self, filepath: str, mlflow_artifact_path: str | None = None, **kwargs: Any):
+    ``missing_ok: true`` makes a missing or unreadable file load as ``{}`` (a cache that may not
+    exist yet, e.g. ``features_cache`` in catalog_feature_extraction.yml)."""
+
+    def __init__(
+        self, filepath: str, mlflow_artifact_path: str | None = None, missing_ok: bool = False, **kwargs: Any
+    ):
         super().__init__(filepath, mlflow_artifact_path=mlflow_artifact_path, **kwargs)
+        self._missing_ok = missing_ok
 
     def load(self) -> dict[str, np.ndarray]:
+        if self._missing_ok:
+            try:
+                with np.load(self._filepath, allow_pickle=False) as data:
+                    return {k: data[k] for k in data.files}
+            except Exception:  # missing, truncated or not an npz: nothing cached
+                return {}
         self._check("Array file")
         with np.load(self._filepath, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
