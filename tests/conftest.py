@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFER_LAB_SHARED", ROOT.parent / "shared")).resolve()
@@ -40,14 +42,18 @@ def mobilenet_v2_no_top(shared_dir: Path) -> Path:
     return shared_dir / "weights" / "mobilenet_v2_1.0_imagenet_no_top.weights.h5"
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_tmp_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test logs to its own SQLite store, never to the checkout's mlflow.db."""
+@pytest.fixture(scope="session")
+def _mlflow_session_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     if "MLFLOW_TRACKING_URI_FOR_TESTS" in os.environ:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI_FOR_TESTS"])
-        return
-    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+        return os.environ["MLFLOW_TRACKING_URI_FOR_TESTS"]
+    # One store for the whole session: creating an MLflow SQLite schema takes seconds.
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_tmp_store(_mlflow_session_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests log to a throw-away SQLite store, never to the checkout's mlflow.db."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _mlflow_session_store)
 
 
 class KedroProject:
@@ -58,6 +64,7 @@ class KedroProject:
         shutil.copytree(ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("credentials*"))
         (path / "conf" / "local").mkdir(exist_ok=True)
         shutil.copy(ROOT / "pyproject.toml", path / "pyproject.toml")
+        (path / "src").mkdir()  # bootstrap_project wants a source folder; the package itself is installed
         for sub in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
                     "06_models", "07_model_output", "08_reporting"):
             (path / "data" / sub).mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,26 @@ class ImageInfo:
     n_bytes: int
 
 
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _magic_format(data: bytes) -> str | None:
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
 def _sniff(data: bytes) -> str:
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
@@ -99,6 +119,9 @@ def _open_rgb(
         try:
             img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
+            fmt = _magic_format(data)
+            if fmt:
+                raise ImageRejected(CORRUPT, f"starts like a {fmt} file but its header cannot be read") from None
             raise ImageRejected(NOT_IMAGE, f"not an image: looks like {_sniff(data)}") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageRejected(TOO_LARGE, f"decompression bomb refused ({exc})") from None

@@ -1,0 +1,126 @@
+"""Layouts, labels, the split and parameter checks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from transfer_lab import layouts
+from transfer_lab.pipelines.data_ingestion import nodes
+
+BASE = {"source": ".", "layout": "auto", "labels": "breed",
+        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 7}}
+
+
+def _oxford(root, make_image, breeds=("Abyssinian", "Bengal", "beagle", "pug"), n=10):
+    for b in breeds:
+        for i in range(1, n + 1):
+            make_image(root / "images" / f"{b}_{i}.jpg", seed=hash((b, i)) % 1000)
+    return root
+
+
+def test_oxford_labels_breed_and_species(tmp_path, make_image):
+    root = _oxford(tmp_path / "pets", make_image)
+    (root / "images" / "README.txt").write_text("hello")
+    files, unlabelled, layout = layouts.scan(root, "auto", "breed")
+    assert layout == "oxford_pets"
+    assert set(files.label) == {"Abyssinian", "Bengal", "beagle", "pug"}
+    assert set(files[files.label == "Bengal"].species) == {"cat"}
+    assert set(files[files.label == "pug"].species) == {"dog"}
+    assert list(unlabelled.reason) == [layouts.NO_LABEL]
+    files, _, _ = layouts.scan(root, "oxford_pets", "species")
+    assert set(files.label) == {"cat", "dog"}
+    assert (files.label == "cat").sum() == 20
+
+
+@pytest.mark.parametrize("inner", ["PetImages", ""])
+def test_pet_images_layout(tmp_path, make_image, inner):
+    root = tmp_path / "zip"
+    for cls in ("Cat", "Dog"):
+        for i in range(3):
+            make_image(root / inner / cls / f"{i}.jpg", seed=i + (10 if cls == "Dog" else 0))
+    (root / "readme.txt").write_text("licence")
+    files, _, layout = layouts.scan(root, "auto", "species")
+    assert layout == "pet_images"
+    assert sorted(files.label.value_counts().items()) == [("cat", 3), ("dog", 3)]
+    with pytest.raises(layouts.LayoutError, match="not the oxford_pets layout"):
+        layouts.scan(root, "oxford_pets", "breed")
+
+
+def test_folders_layout_and_wrapper_folder(tmp_path, make_image):
+    root = tmp_path / "archive" / "flowers"
+    for cls in ("rose", "tulip"):
+        for i in range(2):
+            make_image(root / cls / "sub" / f"{i}.png", fmt="PNG", seed=i + len(cls))
+    make_image(root / "stray.jpg")
+    files, unlabelled, layout = layouts.scan(tmp_path / "archive", "auto", "breed")
+    assert layout == "folders"
+    assert sorted(set(files.label)) == ["rose", "tulip"]
+    assert len(unlabelled) == 1 and unlabelled.path[0].endswith("stray.jpg")
+
+
+def _images(labels_counts: dict[str, int]) -> pd.DataFrame:
+    rows = []
+    for label, n in labels_counts.items():
+        for i in range(n):
+            rows.append((f"/x/{label}/{i:04d}.jpg", label, f"{label}-{i}", 64, 64, "JPEG", 100, ""))
+    return pd.DataFrame(rows, columns=["path", "label", "sha256", "width", "height", "format", "n_bytes", "species"])
+
+
+def _split(images, seed=7, **fr):
+    params = nodes.validate_parameters({**BASE, "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed, **fr}})
+    return nodes.split_images(images, pd.DataFrame(columns=nodes.REJECTED_COLUMNS), params)
+
+
+def test_split_is_stratified_and_reproducible():
+    images = _images({"a": 100, "b": 50, "c": 10})
+    m1, _, summary = _split(images)
+    m2, _, _ = _split(images.sample(frac=1, random_state=3))  # input order does not matter
+    assert m1.set_index("path").split.equals(m2.set_index("path").split.loc[m1.path])
+    for label, n in {"a": 100, "b": 50, "c": 10}.items():
+        counts = m1[m1.label == label].split.value_counts()
+        assert counts["test"] == round(0.2 * n) and counts["val"] == round(0.2 * n)
+    m3, _, _ = _split(images, seed=8)
+    assert not m1.split.equals(m3.set_index("path").split.loc[m1.path].reset_index(drop=True))
+    assert summary["class_counts"]["test"] == {"a": 20, "b": 10, "c": 2}
+
+
+def test_duplicates_stay_in_one_split_and_conflicts_are_rejected():
+    images = _images({"a": 30, "b": 30})
+    dupes = images.iloc[:10].copy()
+    dupes["path"] = dupes["path"].str.replace(".jpg", "_copy.jpg")
+    conflict = images[images.label == "b"].iloc[:2].copy()
+    conflict["path"] = conflict["path"].str.replace("/b/", "/a/")
+    conflict["label"] = "a"
+    m, rejected, summary = _split(pd.concat([images, dupes, conflict]))
+    by_hash = m.groupby("sha256").split.nunique()
+    assert (by_hash == 1).all()
+    assert summary["n_duplicates"] == 10
+    assert (m.duplicate_of != "").sum() == 10
+    assert set(rejected.reason) == {nodes.CONFLICT} and len(rejected) == 4
+    assert not m.sha256.isin(conflict.sha256).any()
+
+
+def test_too_few_images_in_a_class():
+    with pytest.raises(nodes.IngestionParameterError, match=r"'rare' \(2\).*at least 3"):
+        _split(_images({"a": 30, "rare": 2}))
+    m, _, _ = _split(_images({"a": 30, "rare": 2}), val=0.0, train=0.8)
+    assert set(m[m.label == "rare"].split) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"source": "/no/such/folder"}, "data.source not found"),
+        ({"source": ""}, "data.source is empty"),
+        ({"layout": "coco"}, "Unknown data.layout 'coco'"),
+        ({"labels": "colour"}, "Unknown data.labels"),
+        ({"split": {"train": 0.7, "val": 0.2, "test": 0.2}}, "sum to 1.1"),
+        ({"split": {"train": 0.0, "val": 0.5, "test": 0.5}}, "train > 0"),
+        ({"split": {"train": 0.8, "val": 0.2, "tset": 0.0}}, "Unknown key"),
+        ({"colour": 1}, "Unknown data parameter"),
+    ],
+)
+def test_bad_parameters_fail_with_the_parameter_named(tmp_path, change, message):
+    with pytest.raises(nodes.IngestionParameterError, match=message):
+        nodes.validate_parameters({**BASE, "source": str(tmp_path), **change})
