@@ -10,10 +10,64 @@ from kedro.framework.hooks import hook_impl
 log = logging.getLogger("transfer_lab")
 
 
+DEFAULT_EXPERIMENT = "transfer_lab"
+
+
+def experiment_name(source: str, labels: str, layout: str = "auto") -> str:
+    """One MLflow experiment per data set and task, e.g. ``PetImages-species``, ``oxford-iiit-pet-breed``."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlparse
+
+    from transfer_lab.sources import ARCHIVE_SUFFIXES, KNOWN_CHECKSUMS
+
+    text = str(source).rstrip("/")
+    if text in KNOWN_CHECKSUMS:  # the official Oxford-IIIT Pet archive
+        name = "oxford-iiit-pet"
+    else:
+        name = PurePosixPath(urlparse(text).path if "://" in text else text).name or "photos"
+        for suffix in ARCHIVE_SUFFIXES:
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+        if name.lower() == "images":  # .../oxford-iiit-pet/images
+            name = PurePosixPath(text).parent.name or name
+    if name.lower() == "petimages" or layout == "pet_images":
+        labels = "species"  # that layout has no breeds
+    return f"{name}-{labels}"
+
+
 class TransferLabHooks:
     def __init__(self) -> None:
         self._device: dict[str, Any] | None = None
         self._logged = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Name the MLflow experiment after the data set and task (kedro-mlflow has set it up already)."""
+        cfg = getattr(context, "mlflow", None)
+        if cfg is None or cfg.tracking.experiment.name != DEFAULT_EXPERIMENT:
+            return  # kedro-mlflow not active, or the user named the experiment in mlflow.yml
+        try:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                return
+            data = dict(context.params.get("data") or {})
+            runtime = (getattr(context, "_runtime_params", None) or {}).get("data") or {}
+            if "source" not in runtime:
+                # Pipelines that don't ingest work on whatever data_ingestion last wrote.
+                summary = context.project_path / "data" / "08_reporting" / "ingestion_summary.json"
+                if summary.exists():
+                    import json
+
+                    data.update({k: v for k, v in json.loads(summary.read_text()).items()
+                                 if k in ("source", "labels", "layout")})
+            cfg.tracking.experiment.name = experiment_name(
+                data.get("source", ""), data.get("labels", "breed"), data.get("layout", "auto")
+            )
+            cfg._set_experiment()
+        except Exception as exc:  # never block a run on naming
+            log.warning("Could not name the MLflow experiment after the data set (%s); using %s.",
+                        exc, cfg.tracking.experiment.name)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
