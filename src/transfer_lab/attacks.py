@@ -1,0 +1,468 @@
+"""Adversarial attacks in pixel space: FGSM and PGD (BIM) under an L-infinity budget.
+
+Everything here works on the project's model contract: RGB pixels in 0-255 go in, the model does
+its own preprocessing, and a layer named ``logits`` holds the pre-softmax scores. So the budget
+``epsilon`` is in 0-255 pixel units (``epsilon=2`` is the "2/255" of the papers) whatever the
+backbone's preprocessing is.
+
+What the attacks return are real images: every pixel is a whole number in 0..255 and within
+``epsilon`` of the original (with ``quantize=True``, the default). Success is judged on exactly
+those rounded pixels inside the loop, so an image reported as successful is one that, written as a
+lossless PNG and decoded again, still fools the model.
+
+Targets and true classes are *sets* of class indices: "cat" on an ImageNet model is any of the
+five domestic-cat classes 281-285 (see :data:`IMAGENET_GROUPS`). Targeted success means the top
+class is in the target set; untargeted success means the top class has left the true set. The loss
+is the cross-entropy of the set, ``log sum_{c in S} p_c``, ascended (targeted) or descended
+(untargeted) with signed gradient steps, as in FGSM (Goodfellow et al. 2015) and PGD (Madry et al.
+2018); ``early_stop`` freezes each image at its first success, which is what makes small budgets
+cheap.
+
+The whole batched loop is one ``tf.function`` (no retracing across budgets, step sizes or batch
+sizes), which is where the speed over a per-step eager implementation (e.g. IBM ART) comes from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METHODS = ("fgsm", "pgd", "bim")
+
+# Groups of ImageNet classes a person means by one word. Indices follow Keras's class index
+# (../shared/weights/imagenet_labels.txt): 281 tabby, 282 tiger_cat, 283 Persian_cat,
+# 284 Siamese_cat, 285 Egyptian_cat; big cats (286 cougar .. 293 cheetah) are *not* cats here.
+# Dogs are the 118 dog breeds 151 (Chihuahua) .. 268 (Mexican_hairless); wolves, foxes and
+# other canids (269+) are not.
+IMAGENET_GROUPS: dict[str, tuple[int, ...]] = {
+    "cat": tuple(range(281, 286)),
+    "dog": tuple(range(151, 269)),
+}
+_GROUP_ALIASES = {"cats": "cat", "domestic_cat": "cat", "dogs": "dog"}
+
+MAX_EPSILON = 255.0
+WARN_EPSILON = 64.0
+
+
+class AttackError(ValueError):
+    """Attack parameters that cannot work; the message names the parameter and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+
+
+def check_epsilon(value: Any, param: str, *, allow_below_one: bool = False, quantize: bool = True) -> float:
+    """A budget in 0-255 pixel units, or a clear error.
+
+    Negative, non-numeric and > 255 budgets are refused; > 64 is allowed with a warning (that is a
+    quarter of the whole range: the "adversarial" image is then plainly a different picture). A
+    budget in (0, 1) on quantized images is refused unless ``allow_below_one``: no whole-pixel change
+    fits in it, which almost always means the value was given in 0-1 units (2/255 = 0.0078).
+    """
+    try:
+        eps = float(value)
+    except (TypeError, ValueError):
+        raise AttackError(f"{param}={value!r} is not a number: give the L-inf budget in 0-255 pixel units, e.g. 2.") from None
+    if not math.isfinite(eps) or eps < 0:
+        raise AttackError(f"{param}={value!r} must be a finite number >= 0 in 0-255 pixel units (e.g. 2 for 2/255).")
+    if eps > MAX_EPSILON:
+        raise AttackError(
+            f"{param}={eps:g} is more than the whole 0-255 pixel range. The budget is in 0-255 pixel units: "
+            "2 means 2/255. Use a value in 0..255 (typically 0.5..16)."
+        )
+    if eps > WARN_EPSILON:
+        log.warning("%s=%g is over %g/255: the perturbation will be plainly visible.", param, eps, WARN_EPSILON)
+    if quantize and 0 < eps < 1 and not allow_below_one:
+        raise AttackError(
+            f"{param}={eps:g} allows no change of a whole 8-bit pixel value, so the attack cannot do anything. "
+            f"The budget is in 0-255 pixel units (not 0-1): for 2/255 pass {param}=2."
+        )
+    return eps
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack. ``epsilon`` and ``step_size`` are in 0-255 pixel units.
+
+    - ``method``: ``fgsm`` (one step of size ``epsilon``), ``pgd`` (``steps`` signed steps of
+      ``step_size``, projected on the L-inf ball; ``bim`` is the same without random start).
+    - ``step_size``: ``None`` = ``epsilon / 4`` (reaches the corner of the ball in 4 steps, then
+      refines), at least 0.25 so that whole-pixel changes happen.
+    - ``random_start``: start from a uniform point in the ball (Madry's PGD).
+    - ``early_stop``: stop each image at its first success (the smallest number of steps).
+    - ``confidence``: the logit margin success needs (0 = the top class is enough).
+    - ``quantize``: round to whole pixels inside the loop (real images; on by default).
+    """
+
+    method: str = "pgd"
+    epsilon: float = 2.0
+    step_size: float | None = None
+    steps: int = 20
+    random_start: bool = False
+    early_stop: bool = True
+    confidence: float = 0.0
+    quantize: bool = True
+    batch_size: int = 16
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], prefix: str = "adversarial") -> "AttackConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(params) - known
+        if unknown:
+            raise AttackError(f"Unknown attack parameter(s) {', '.join(f'{prefix}.{k}' for k in sorted(unknown))}. Known: {', '.join(sorted(known))}.")
+        kwargs = {k: params[k] for k in known if k in params and params[k] is not None}
+        if "step_size" in params:
+            kwargs["step_size"] = params["step_size"]
+        return cls(**kwargs).validated(prefix)
+
+    def validated(self, prefix: str = "adversarial") -> "AttackConfig":
+        method = str(self.method).strip().lower()
+        if method not in METHODS:
+            raise AttackError(f"{prefix}.method={self.method!r} is not one of {', '.join(METHODS)}.")
+        quantize = bool(self.quantize)
+        eps = check_epsilon(self.epsilon, f"{prefix}.epsilon", quantize=quantize, allow_below_one=True)
+        try:
+            steps = int(self.steps)
+        except (TypeError, ValueError):
+            raise AttackError(f"{prefix}.steps={self.steps!r} must be a whole number of steps (e.g. 20).") from None
+        if steps < 1 or steps > 10_000:
+            raise AttackError(f"{prefix}.steps={self.steps!r} must be between 1 and 10000 (20 is usual).")
+        step = self.step_size
+        if step is not None:
+            try:
+                step = float(step)
+            except (TypeError, ValueError):
+                raise AttackError(f"{prefix}.step_size={self.step_size!r} must be a number in 0-255 pixel units, or null.") from None
+            if not math.isfinite(step) or step <= 0 or step > MAX_EPSILON:
+                raise AttackError(f"{prefix}.step_size={self.step_size!r} must be > 0 and <= 255 (0-255 pixel units), or null for epsilon/4.")
+        try:
+            batch = int(self.batch_size)
+        except (TypeError, ValueError):
+            batch = 0
+        if batch < 1:
+            raise AttackError(f"{prefix}.batch_size={self.batch_size!r} must be a whole number >= 1.")
+        try:
+            conf = float(self.confidence)
+        except (TypeError, ValueError):
+            conf = -1.0
+        if not math.isfinite(conf) or conf < 0:
+            raise AttackError(f"{prefix}.confidence={self.confidence!r} must be a logit margin >= 0 (0 = top class is enough).")
+        random_start = bool(self.random_start) and method == "pgd"
+        if method == "fgsm":
+            steps, step, random_start = 1, eps, False
+        return replace(
+            self, method=method, epsilon=eps, steps=steps, step_size=step, random_start=random_start,
+            batch_size=batch, confidence=conf, quantize=quantize, early_stop=bool(self.early_stop), seed=int(self.seed),
+        )
+
+    @property
+    def alpha(self) -> float:
+        """The step size actually used."""
+        if self.step_size is not None:
+            return float(self.step_size)
+        if self.method == "fgsm":
+            return float(self.epsilon)
+        return max(float(self.epsilon) / 4.0, 0.25)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "epsilon": self.epsilon, "step_size": self.alpha, "steps": self.steps,
+            "random_start": self.random_start, "early_stop": self.early_stop, "confidence": self.confidence,
+            "quantize": self.quantize,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Class sets
+
+
+def class_set(
+    name_or_index: Any,
+    class_names: Sequence[str],
+    param: str,
+    *,
+    groups: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[int, ...]:
+    """Class indices meant by a name: a group (``cat`` on ImageNet = 281-285), a class name or
+    index (via :func:`transfer_lab.backbones.resolve_class`, whose error lists near matches), or a
+    list of those."""
+    from transfer_lab.backbones import resolve_class
+
+    if isinstance(name_or_index, (list, tuple)):
+        out: list[int] = []
+        for item in name_or_index:
+            out.extend(i for i in class_set(item, class_names, param, groups=groups) if i not in out)
+        if not out:
+            raise AttackError(f"{param} is an empty list: name at least one class.")
+        return tuple(out)
+    if groups is None and len(class_names) == 1000:
+        groups = IMAGENET_GROUPS
+    key = str(name_or_index).strip().lower().replace(" ", "_").replace("-", "_")
+    key = _GROUP_ALIASES.get(key, key)
+    lookup = {c.lower().replace(" ", "_"): i for i, c in enumerate(class_names)}
+    if key in lookup:
+        return (lookup[key],)
+    if groups and key in groups:
+        return tuple(int(i) for i in groups[key])
+    return (resolve_class(name_or_index, list(class_names), param),)
+
+
+def set_mask(sets: Sequence[Sequence[int]], n_classes: int) -> np.ndarray:
+    """(N, C) boolean membership of each row's set."""
+    mask = np.zeros((len(sets), n_classes), dtype=bool)
+    for i, s in enumerate(sets):
+        mask[i, list(s)] = True
+    return mask
+
+
+def margin(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """max logit inside the set minus max logit outside it (> 0: the top class is in the set)."""
+    z = np.asarray(logits, dtype=np.float64)
+    inside = np.where(mask, z, -np.inf).max(axis=1)
+    outside = np.where(mask, -np.inf, z).max(axis=1)
+    return inside - outside
+
+
+def is_success(logits: np.ndarray, mask: np.ndarray, targeted: bool, confidence: float = 0.0) -> np.ndarray:
+    m = margin(logits, mask)
+    return m > confidence if targeted else -m > confidence
+
+
+# --------------------------------------------------------------------------------------------
+# The attack
+
+
+@dataclass
+class AttackResult:
+    adversarial: np.ndarray  # (N, H, W, 3) float32, whole pixel values in 0..255 when quantized
+    success: np.ndarray  # (N,) bool, judged on ``adversarial`` itself
+    steps: np.ndarray  # (N,) int: gradient steps taken to the first success (steps if never)
+    clean_logits: np.ndarray  # (N, C)
+    adv_logits: np.ndarray  # (N, C)
+    seconds: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return int(len(self.success))
+
+
+class PixelAttack:
+    """FGSM / PGD against one model, compiled once (``tf.function``) and reused for any budget.
+
+    ``model``: a classifier under the project's contract (0-255 in, a ``logits`` layer). Its
+    logits sub-model is what the loss and the success test use.
+    """
+
+    def __init__(self, model: Any, *, jit_compile: bool = False):
+        import tensorflow as tf
+
+        from transfer_lab.backbones import logits_model
+        from transfer_lab.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
+        self.model = model
+        self.logits_model = logits_model(model)
+        self.n_classes = int(self.logits_model.output_shape[-1])
+        self.input_shape = tuple(int(d) for d in model.input_shape[1:])
+        h, w, c = self.input_shape
+        spec = [
+            tf.TensorSpec((None, h, w, c), tf.float32),  # x0
+            tf.TensorSpec((None, self.n_classes), tf.bool),  # set mask
+            tf.TensorSpec((), tf.bool),  # targeted
+            tf.TensorSpec((), tf.float32),  # epsilon
+            tf.TensorSpec((), tf.float32),  # step size
+            tf.TensorSpec((), tf.int32),  # steps
+            tf.TensorSpec((), tf.bool),  # random start
+            tf.TensorSpec((), tf.bool),  # early stop
+            tf.TensorSpec((), tf.bool),  # quantize
+            tf.TensorSpec((), tf.float32),  # confidence
+            tf.TensorSpec((2,), tf.int32),  # seed
+        ]
+        self._batch = tf.function(self._attack_batch, input_signature=spec, jit_compile=jit_compile)
+        self._predict = tf.function(
+            lambda x: self.logits_model(x, training=False),
+            input_signature=[tf.TensorSpec((None, h, w, c), tf.float32)],
+        )
+
+    # -- compiled parts ----------------------------------------------------------------------
+
+    def _attack_batch(self, x0, mask, targeted, eps, alpha, steps, random_start, early_stop, quantize, confidence, seed):
+        import tensorflow as tf
+
+        f32 = tf.float32
+        direction = tf.where(targeted, 1.0, -1.0)
+        big = tf.constant(1e9, f32)
+        lo_c = tf.maximum(x0 - eps, 0.0)
+        hi_c = tf.minimum(x0 + eps, 255.0)
+        # Whole-pixel box: ceil/floor keep the rounded image inside the budget.
+        lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
+        hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
+
+        def real(x):
+            return tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
+
+        def set_margin(z):
+            inside = tf.reduce_max(tf.where(mask, z, -big), axis=1)
+            outside = tf.reduce_max(tf.where(mask, -big, z), axis=1)
+            return direction * (inside - outside)
+
+        def grad_and_logits(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                z = self.logits_model(x, training=False)
+                z = tf.cast(z, f32)
+                log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -big), axis=1) - tf.reduce_logsumexp(z, axis=1)
+                objective = tf.reduce_sum(direction * log_p_set)
+            return tape.gradient(objective, x), z
+
+        n = tf.shape(x0)[0]
+        start = tf.cond(
+            random_start,
+            lambda: x0 + tf.random.stateless_uniform(tf.shape(x0), seed, -1.0, 1.0) * eps,
+            lambda: x0,
+        )
+        x = tf.clip_by_value(start, lo_c, hi_c)
+        best = real(x)
+        done = tf.zeros([n], tf.bool)
+        taken = tf.fill([n], steps)
+        z_best = tf.zeros([n, self.n_classes], f32)
+
+        def cond(i, x, best, done, taken, z_best):
+            return tf.logical_and(i < steps, tf.logical_not(tf.logical_and(early_stop, tf.reduce_all(done))))
+
+        def body(i, x, best, done, taken, z_best):
+            xr = real(x)
+            g, z = grad_and_logits(xr)
+            ok = set_margin(z) > confidence
+            newly = tf.logical_and(ok, tf.logical_not(done))
+            sel = tf.reshape(newly, [-1, 1, 1, 1])
+            best = tf.where(sel, xr, best)
+            z_best = tf.where(tf.reshape(newly, [-1, 1]), z, z_best)
+            taken = tf.where(newly, i, taken)
+            done = tf.logical_or(done, ok)
+            active = tf.logical_or(tf.logical_not(early_stop), tf.logical_not(done))
+            x_new = tf.clip_by_value(x + alpha * tf.sign(g), lo_c, hi_c)
+            x = tf.where(tf.reshape(active, [-1, 1, 1, 1]), x_new, x)
+            return i + 1, x, best, done, taken, z_best
+
+        i0 = tf.constant(0, tf.int32)
+        _, x, best, done, taken, z_best = tf.while_loop(
+            cond, body, (i0, x, best, done, taken, z_best), parallel_iterations=1
+        )
+        # The last iterate has not been looked at yet.
+        x_last = real(x)
+        z_last = tf.cast(self.logits_model(x_last, training=False), f32)
+        ok_last = set_margin(z_last) > confidence
+        # early stop: keep each image's first success; otherwise the final image decides.
+        use_best = tf.logical_and(early_stop, done)
+        out = tf.where(tf.reshape(use_best, [-1, 1, 1, 1]), best, x_last)
+        z_out = tf.where(tf.reshape(use_best, [-1, 1]), z_best, z_last)
+        success = tf.where(early_stop, tf.logical_or(done, ok_last), ok_last)
+        newly_last = tf.logical_and(ok_last, tf.logical_not(done))
+        taken = tf.where(tf.logical_and(tf.logical_not(use_best), newly_last), steps, taken)
+        return out, success, taken, z_out
+
+    # -- public ------------------------------------------------------------------------------
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        if len(images) == 0:
+            return np.zeros((0, self.n_classes), np.float32)
+        out = [np.asarray(self._predict(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        return np.concatenate(out)
+
+    def run(
+        self,
+        images: np.ndarray,
+        sets: Sequence[Sequence[int]] | np.ndarray,
+        *,
+        targeted: bool,
+        config: AttackConfig,
+        progress: bool | str = False,
+    ) -> AttackResult:
+        """Attack ``images`` (N, H, W, 3 in 0-255; rounded to whole pixels first).
+
+        ``sets``: per image, the target set (``targeted``) or the true set (untargeted); an (N, C)
+        boolean mask is accepted as well.
+        """
+        import time
+
+        import tensorflow as tf
+        from tqdm.auto import tqdm
+
+        config = config.validated()
+        x = np.clip(np.rint(np.asarray(images, dtype=np.float32)), 0, 255).astype(np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
+            raise AttackError(f"images of shape {x.shape} do not fit the model's input {self.input_shape}.")
+        mask = np.asarray(sets) if isinstance(sets, np.ndarray) and sets.dtype == bool else set_mask(sets, self.n_classes)
+        if mask.shape != (len(x), self.n_classes):
+            raise AttackError(f"{mask.shape[0]} class sets for {len(x)} images.")
+        n = len(x)
+        bs = config.batch_size
+        outs, succ, steps, z_adv = [], [], [], []
+        t0 = time.perf_counter()
+        clean = self.predict_logits(x, bs)
+        bar = tqdm(total=n, desc=progress if isinstance(progress, str) else f"{config.method} eps={config.epsilon:g}",
+                   unit="img", disable=not progress, leave=False)
+        for b in range(0, n, bs):
+            sl = slice(b, b + bs)
+            o, s, k, z = self._batch(
+                tf.constant(x[sl]), tf.constant(mask[sl]), tf.constant(bool(targeted)),
+                tf.constant(config.epsilon, tf.float32), tf.constant(config.alpha, tf.float32),
+                tf.constant(config.steps, tf.int32), tf.constant(config.random_start),
+                tf.constant(config.early_stop), tf.constant(config.quantize),
+                tf.constant(config.confidence, tf.float32),
+                tf.constant([config.seed, b], tf.int32),
+            )
+            outs.append(o.numpy())
+            succ.append(s.numpy())
+            steps.append(k.numpy())
+            z_adv.append(z.numpy())
+            bar.update(len(o))
+        bar.close()
+        seconds = time.perf_counter() - t0
+        if n == 0:
+            empty = np.zeros((0, self.n_classes), np.float32)
+            return AttackResult(x, np.zeros(0, bool), np.zeros(0, int), empty, empty, seconds)
+        return AttackResult(
+            adversarial=np.concatenate(outs),
+            success=np.concatenate(succ).astype(bool),
+            steps=np.concatenate(steps).astype(int),
+            clean_logits=clean,
+            adv_logits=np.concatenate(z_adv),
+            seconds=seconds,
+        )
+
+
+def fgsm(model: Any, images: np.ndarray, sets: Sequence[Sequence[int]], *, epsilon: float, targeted: bool, **kwargs: Any) -> AttackResult:
+    """One signed-gradient step of size ``epsilon`` (0-255 units), rounded and clipped."""
+    cfg = AttackConfig(method="fgsm", epsilon=epsilon, **kwargs)
+    return PixelAttack(model).run(images, sets, targeted=targeted, config=cfg)
+
+
+def pgd(model: Any, images: np.ndarray, sets: Sequence[Sequence[int]], *, epsilon: float, targeted: bool, **kwargs: Any) -> AttackResult:
+    """Projected signed-gradient steps inside the L-inf ball of ``epsilon`` (0-255 units)."""
+    cfg = AttackConfig(method=kwargs.pop("method", "pgd"), epsilon=epsilon, **kwargs)
+    return PixelAttack(model).run(images, sets, targeted=targeted, config=cfg)
+
+
+def perturbation_norms(original: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image L-inf and L2 of ``adversarial - original`` in 0-255 units."""
+    d = np.asarray(adversarial, np.float64) - np.asarray(original, np.float64)
+    d = d.reshape(len(d), -1)
+    return np.abs(d).max(axis=1) if d.size else np.zeros(len(d)), np.sqrt((d**2).sum(axis=1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,2 @@
+"""adversarial: FGSM / PGD attacks in pixel space under an L-inf budget, robustness curves,
+transfer to a second model; the attacks themselves are in :mod:`transfer_lab.attacks`."""
