@@ -112,11 +112,10 @@ class FigureDataset(_FileDataset):
     """One PNG: a matplotlib Figure, a PIL image or an (H, W, 3) 0-255 array."""
 
     def load(self) -> np.ndarray:
-        from PIL import Image
+        from transfer_lab.imaging import load_rgb
 
         self._check("Image")
-        with Image.open(self._filepath) as img:
-            return np.asarray(img.convert("RGB"))
+        return load_rgb(self._filepath)
 
     def save(self, data: Any) -> None:
         with atomic_path(self._filepath) as tmp:
@@ -129,14 +128,10 @@ class ImageFolderDataset(_FileDataset):
     whole. Loading gives ``{name: array}``."""
 
     def load(self) -> dict[str, np.ndarray]:
-        from PIL import Image
+        from transfer_lab.imaging import load_rgb  # the project's one decoder
 
         self._check("Image folder")
-        out = {}
-        for p in sorted(self._filepath.glob("*.png")):
-            with Image.open(p) as img:
-                out[p.stem] = np.asarray(img.convert("RGB"))
-        return out
+        return {p.stem: load_rgb(p) for p in sorted(self._filepath.glob("*.png"))}
 
     def save(self, data: dict[str, Any]) -> None:
         with atomic_dir(self._filepath) as tmp:
