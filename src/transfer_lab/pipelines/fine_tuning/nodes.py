@@ -1,0 +1,239 @@
+"""fine_tuning: start from head_training's classifier, unfreeze the top of the backbone (BatchNorm
+kept frozen), recompile with a low learning rate, train with augmentation, early stopping and
+learning-rate reduction, resumable after a crash; then compare with the head-only model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transfer_lab import tracking
+from transfer_lab.backbones import BackboneConfig, backbone_of, build_backbone
+from transfer_lab.finetune import (
+    FineTuneConfig,
+    FineTuneError,
+    TqdmProgress,
+    backup_key,
+    compile_for_fine_tuning,
+    current_learning_rate,
+    fit_resumable,
+    mark_finetuned,
+    predict,
+    refreeze,
+    resolve_unfreeze,
+    split_data,
+    train_dataset,
+    eval_dataset,
+    training_model,
+    unfreeze_top,
+    weights_fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+#: Scalar metrics of transfer_lab.metrics.classification_report compared head-only vs fine-tuned.
+COMPARED = ("accuracy", "top3_accuracy", "macro_f1")
+
+
+def validate_parameters(params: dict[str, Any], backbone: dict[str, Any]) -> dict[str, Any]:
+    """Fail at once on bad ``fine_tuning.*`` parameters, including an ``unfreeze`` that the
+    backbone's architecture cannot satisfy (checked on a weightless copy of it)."""
+    cfg = FineTuneConfig.from_params(params)
+    bcfg = BackboneConfig.from_params(backbone or {})
+    import keras
+
+    arch = build_backbone(dataclasses.replace(bcfg, weights=None))
+    selection = resolve_unfreeze(arch, bcfg.name, cfg.unfreeze)
+    del arch
+    keras.backend.clear_session()
+    log.info("fine_tuning: unfreezing %s (BatchNorm stays frozen), learning rate %g.", selection["description"],
+             cfg.learning_rate)
+    return {"fine_tuning": cfg.to_dict(), "backbone_name": bcfg.name}
+
+
+def fine_tune(
+    head_classifier: Any, manifest: pd.DataFrame, class_names: list[str], config: dict[str, Any]
+) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
+    """Fine-tune the head-only classifier; returns the fine-tuned classifier (best validation
+    epoch), its per-epoch history and a training summary."""
+    from transfer_lab.runtime import set_seed
+
+    cfg = FineTuneConfig.from_dict(config["fine_tuning"])
+    set_seed(cfg.seed)
+    model = head_classifier
+    n_out = int(model.output_shape[-1])
+    if n_out != len(class_names):
+        raise FineTuneError(
+            f"The classifier has {n_out} outputs but class_names lists {len(class_names)} classes. "
+            "Re-run `kedro run --pipelines=head_training`."
+        )
+    data = split_data(manifest, class_names)
+    size = int(model.input_shape[1])
+    start_fp = weights_fingerprint(model)
+
+    selection = unfreeze_top(model, config["backbone_name"], cfg.unfreeze)
+    log.info("Unfroze %s: %d of %d parameters trainable, %d BatchNorm layers kept frozen.",
+             selection["description"], selection["trainable_params"], selection["total_params"],
+             selection["n_batchnorm_frozen"])
+    trainer = training_model(model, cfg.augmentation, cfg.seed)
+    compile_for_fine_tuning(trainer, cfg.learning_rate, cfg.jit_compile)
+
+    train_paths, train_y = data["train"]
+    val_paths, val_y = data["val"]
+    key = backup_key(config, start_fp, size, list(class_names), train_paths, train_y.tolist(), val_paths, val_y.tolist())
+    backup = f"{cfg.backup_dir.rstrip('/')}/{key}"
+    train_ds = train_dataset(train_paths, train_y, image_size=size, batch_size=cfg.batch_size, seed=cfg.seed,
+                             cache=cfg.cache_images)
+    val_ds = eval_dataset(val_paths, val_y, image_size=size, batch_size=cfg.batch_size, cache=cfg.cache_images)
+    steps = int(np.ceil(len(train_paths) / cfg.batch_size))
+    log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
+             len(train_paths), len(val_paths), size, cfg.epochs, backup)
+    info = fit_resumable(trainer, train_ds, val_ds, cfg, backup,
+                         extra_callbacks=[TqdmProgress(steps, cfg.epochs)], verbose=0)
+    history = info.pop("history")
+    tracking.log_history(history, prefix="finetune.epoch.")
+
+    refreeze(model)
+    mark_finetuned(model)
+    secs = info["epoch_seconds"]
+    summary = {
+        "unfreeze": str(cfg.unfreeze),
+        "unfrozen_layers": selection["n_layers"],
+        "first_unfrozen_layer": selection["first_layer"],
+        "unfrozen_blocks": selection["blocks"],
+        "batchnorm_frozen": selection["n_batchnorm_frozen"],
+        "trainable_params": selection["trainable_params"],
+        "learning_rate": cfg.learning_rate,
+        "final_learning_rate": float(history.get("learning_rate", [cfg.learning_rate])[-1]),
+        "augmentation": dataclasses.asdict(cfg.augmentation),
+        "image_size": size,
+        "n_train": len(train_paths),
+        "n_val": len(val_paths),
+        "epochs_run": info["epochs_run"],
+        "best_epoch": info["best_epoch"],
+        "stopped_early": info["stopped_early"],
+        "resumed_from_epoch": info["resumed_from_epoch"],
+        "seconds_per_epoch": float(np.median(secs)) if secs else float("nan"),
+        "train_images_per_second": float(len(train_paths) / np.median(secs)) if secs else float("nan"),
+        "epoch_seconds": [float(s) for s in secs],
+    }
+    return model, history, summary
+
+
+def _scalars(report: dict[str, Any]) -> dict[str, float]:
+    return {k: float(report[k]) for k in COMPARED if k in report}
+
+
+def evaluate(
+    head_classifier: Any,
+    finetuned_classifier: Any,
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    history: dict[str, list[float]],
+    head_metrics: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str, Any, Any, Any]:
+    """Test metrics of the fine-tuned model (same report as head_training) and the head-only
+    model on the same test photos, side by side: JSON, markdown table, figures."""
+    from transfer_lab import plots
+    from transfer_lab.metrics import classification_report
+
+    cfg = FineTuneConfig.from_dict(config["fine_tuning"])
+    data = split_data(manifest, class_names)
+    paths, y = data["test"]
+    if not paths:
+        raise FineTuneError("The manifest has no test photos: check data.split in parameters_data_ingestion.yml.")
+    size = int(finetuned_classifier.input_shape[1])
+    t0 = time.perf_counter()
+    head_probs = predict(head_classifier, paths, image_size=size, batch_size=cfg.batch_size, desc="Test (head only)")
+    ft_probs = predict(finetuned_classifier, paths, image_size=size, batch_size=cfg.batch_size, desc="Test (fine-tuned)")
+    head_report = classification_report(y, head_probs, class_names)
+    ft_report = classification_report(y, ft_probs, class_names)
+    metrics = {**ft_report, "fine_tuning": {k: v for k, v in summary.items() if k != "epoch_seconds"}}
+
+    head_s, ft_s = _scalars(head_report), _scalars(ft_report)
+    comparison = {
+        "head_only": head_s,
+        "fine_tuned": ft_s,
+        "change": {k: ft_s[k] - head_s[k] for k in ft_s if k in head_s},
+        "n_test": len(paths),
+        "head_training_reported": _scalars(head_metrics or {}),
+    }
+    reported = comparison["head_training_reported"].get("accuracy")
+    if reported is not None and abs(reported - head_s.get("accuracy", reported)) > 1e-6:
+        log.warning("head_metrics.json says head-only test accuracy %.4f, re-measured here %.4f (other test photos or "
+                    "image size?). The comparison uses the re-measured figure.", reported, head_s["accuracy"])
+    log.info("Test accuracy on %d photos: head only %.4f, fine-tuned %.4f (%+.4f) in %.0f s.", len(paths),
+             head_s["accuracy"], ft_s["accuracy"], comparison["change"]["accuracy"], time.perf_counter() - t0)
+
+    table = comparison_markdown(comparison, summary)
+    cm_fig = plots.confusion_matrix(np.asarray(ft_report["confusion_matrix"]), class_names,
+                                    title=f"Fine-tuned: test accuracy {ft_s['accuracy']:.3f} (n={len(paths)})")
+    curves = plots.training_curves(history, title=f"Fine-tuning ({summary['unfrozen_layers']} backbone layers unfrozen, "
+                                                  f"lr {summary['learning_rate']:g})")
+    compare_fig = comparison_figure(comparison, head_report, ft_report, class_names)
+    return metrics, comparison, table, cm_fig, curves, compare_fig
+
+
+def comparison_markdown(comparison: dict[str, Any], summary: dict[str, Any]) -> str:
+    lines = [
+        f"# Head only vs fine-tuned (test set, n={comparison['n_test']})",
+        "",
+        "| metric | head only | fine-tuned | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in COMPARED:
+        if k in comparison["fine_tuned"] and k in comparison["head_only"]:
+            lines.append(f"| {k} | {comparison['head_only'][k]:.4f} | {comparison['fine_tuned'][k]:.4f} | "
+                         f"{comparison['change'][k]:+.4f} |")
+    lines += [
+        "",
+        f"Fine-tuning: {summary['unfrozen_layers']} backbone layers unfrozen (from `{summary['first_unfrozen_layer']}`; "
+        f"{summary['batchnorm_frozen']} BatchNorm layers frozen), learning rate {summary['learning_rate']:g} -> "
+        f"{summary['final_learning_rate']:g}, {summary['epochs_run']} epochs (best {summary['best_epoch']}), "
+        f"{summary['n_train']} train photos at {summary['image_size']} px, "
+        f"{summary['seconds_per_epoch']:.1f} s/epoch.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def comparison_figure(comparison: dict[str, Any], head_report: dict[str, Any], ft_report: dict[str, Any],
+                      class_names: list[str]) -> Any:
+    """Bars of the compared metrics, and per-class recall head-only vs fine-tuned."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in COMPARED if k in comparison["fine_tuned"]]
+    n = len(class_names)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
+    x = np.arange(len(keys))
+    for off, name, label in ((-0.2, "head_only", "head only"), (0.2, "fine_tuned", "fine-tuned")):
+        vals = [comparison[name][k] for k in keys]
+        bars = axes[0].bar(x + off, vals, width=0.4, label=label)
+        for b, v in zip(bars, vals):
+            axes[0].text(b.get_x() + b.get_width() / 2, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
+    axes[0].set_xticks(x)
+    axes[0].set_xticklabels(keys)
+    lo = min(min(comparison[s][k] for k in keys) for s in ("head_only", "fine_tuned"))
+    axes[0].set_ylim(max(0.0, lo - 0.1), 1.0)
+    axes[0].legend(loc="lower right")
+    axes[0].set_title(f"Test set (n={comparison['n_test']})")
+    rec_h = [head_report["per_class"][c]["recall"] for c in class_names]
+    rec_f = [ft_report["per_class"][c]["recall"] for c in class_names]
+    xi = np.arange(n)
+    axes[1].bar(xi - 0.2, rec_h, width=0.4, label="head only")
+    axes[1].bar(xi + 0.2, rec_f, width=0.4, label="fine-tuned")
+    axes[1].set_xticks(xi)
+    axes[1].set_xticklabels(class_names, rotation=90, fontsize=6 if n > 10 else 9)
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_title("Recall per class")
+    axes[1].legend(loc="lower right")
+    fig.suptitle("Head only vs fine-tuned")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,22 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import evaluate, fine_tune, validate_parameters
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(validate_parameters, ["params:fine_tuning", "params:backbone"], "fine_tuning_config",
+                 name="validate_parameters"),
+            node(fine_tune, ["head_classifier", "manifest", "class_names", "fine_tuning_config"],
+                 ["finetuned_classifier", "finetune_history", "finetune_summary"], name="fine_tune"),
+            node(evaluate,
+                 ["head_classifier", "finetuned_classifier", "manifest", "class_names", "fine_tuning_config",
+                  "finetune_summary", "finetune_history", "head_metrics"],
+                 ["finetune_metrics", "finetune_comparison", "finetune_comparison_table",
+                  "finetune_confusion_matrix", "finetune_curves", "finetune_comparison_figure"],
+                 name="evaluate"),
+        ],
+        namespace="fine_tuning",
+        prefix_datasets_with_namespace=False,
+    )

@@ -1,0 +1,216 @@
+"""Unit tests of the fine-tuning mechanics on tiny models (random weights, 32 px)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from transfer_lab import finetune as ft
+from transfer_lab.backbones import BackboneConfig, backbone_of, build_classifier, build_head
+
+SIZE = 32
+
+
+def tiny_classifier(n_classes: int = 2, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    cfg = BackboneConfig.from_params({"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35})
+    return build_classifier(cfg, build_head(1280, n_classes, dropout=0.2))
+
+
+def random_data(n: int = 16, n_classes: int = 2, seed: int = 0):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
+    y = (np.arange(n) % (n_classes + 1)).clip(0, n_classes - 1).astype("int32")  # uneven classes
+    return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+
+def _bn_layers(model):
+    import keras
+
+    return [l for l in ft._all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def test_unfreeze_blocks_layers_and_names():
+    model = tiny_classifier()
+    backbone = backbone_of(model)
+    sel = ft.unfreeze_top(model, "mobilenet_v2", 2)
+    trainable = {l.name for l in backbone.layers if l.trainable and l.weights}
+    # the top two blocks of MobileNetV2 are block_16 and Conv_1; their BN layers stay frozen
+    assert trainable == {"block_16_expand", "block_16_depthwise", "block_16_project", "Conv_1"}
+    assert sel["blocks"] == ["block_16", "Conv_1"]
+    assert not backbone.get_layer("block_15_project").trainable
+    assert model.get_layer("logits").trainable
+    # trainable parameters: exactly the unfrozen convolutions plus the head
+    expected = sum(int(np.prod(w.shape)) for name in trainable for w in backbone.get_layer(name).weights)
+    expected += sum(int(np.prod(w.shape)) for w in model.get_layer("logits").weights)
+    assert sel["trainable_params"] == expected == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+    ft.unfreeze_top(model, "mobilenet_v2", "5 layers")
+    assert [l.name for l in backbone.layers if l.trainable and l.weights] == ["block_16_project", "Conv_1"]
+    ft.unfreeze_top(model, "mobilenet_v2", "block_15_depthwise")
+    names = [l.name for l in backbone.layers if l.trainable and l.weights]
+    assert names[0] == "block_15_depthwise" and "block_15_expand" not in names and names[-1] == "Conv_1"
+    ft.unfreeze_top(model, "mobilenet_v2", "block_14")
+    assert backbone.get_layer("block_14_expand").trainable and not backbone.get_layer("block_13_project").trainable
+    ft.unfreeze_top(model, "mobilenet_v2", "all")
+    assert backbone.get_layer("Conv1").trainable
+    assert all(not l.trainable for l in _bn_layers(model))
+
+
+def test_batchnorm_stays_frozen_while_training():
+    model = tiny_classifier()
+    ft.unfreeze_top(model, "mobilenet_v2", "all")
+    ft.compile_for_fine_tuning(model, 1e-3, jit_compile=False)
+    bns = _bn_layers(model)
+    assert bns and all(not l.trainable for l in bns)
+    before = [[np.array(w) for w in l.weights] for l in bns]
+    conv = backbone_of(model).get_layer("Conv_1").kernel
+    conv_before = np.array(conv)
+    x, y, ds = random_data()
+    # the outer model's training=True must not switch BN to batch statistics
+    np.testing.assert_allclose(model(x[:4], training=True), model(x[:4], training=False), rtol=1e-5, atol=1e-6)
+    model.fit(ds, epochs=1, verbose=0)
+    after = [[np.array(w) for w in l.weights] for l in bns]
+    for b, a in zip(before, after):
+        for wb, wa in zip(b, a):
+            np.testing.assert_array_equal(wb, wa)  # gamma, beta, moving mean and variance untouched
+    assert not np.array_equal(conv_before, np.array(conv))  # while the unfrozen convolutions did learn
+
+
+def test_optimizer_uses_configured_learning_rate():
+    cfg = ft.FineTuneConfig.from_params({"learning_rate": 3e-5})
+    model = tiny_classifier()
+    ft.unfreeze_top(model, "mobilenet_v2", 1)
+    trainer = ft.training_model(model, cfg.augmentation)
+    ft.compile_for_fine_tuning(trainer, cfg.learning_rate)
+    assert ft.current_learning_rate(trainer) == pytest.approx(3e-5, rel=1e-6)
+    assert ft.FineTuneConfig.from_params({}).learning_rate == 1e-5
+
+
+def test_augmentation_only_in_training():
+    cfg = ft.FineTuneConfig.from_params({"augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
+                                                          "contrast": 0.3}})
+    model = tiny_classifier()
+    trainer = ft.training_model(model, cfg.augmentation, seed=1)
+    assert trainer is not model
+    aug = trainer.get_layer("augmentation")
+    assert [l.name for l in aug.layers] == ["flip", "rotation", "zoom", "contrast"]
+    x, _, _ = random_data(4)
+    np.testing.assert_allclose(trainer(x, training=False), model(x, training=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(aug(x, training=False), x)
+    assert not np.allclose(aug(x, training=True), x)
+    # no augmentation: train the classifier itself
+    off = ft.FineTuneConfig.from_params({"augmentation": None})
+    assert ft.training_model(model, off.augmentation) is model
+
+
+def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
+    import keras
+
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(epoch)
+
+    # first run: killed at the start of the third epoch (0-based 2)
+    with pytest.raises(KeyboardInterrupt):
+        cfg = ft.FineTuneConfig.from_params({"epochs": 4, "early_stopping": {"patience": 50},
+                                             "reduce_lr": {"patience": 50}, "learning_rate": 1e-3})
+        model = tiny_classifier()
+        ft.unfreeze_top(model, "mobilenet_v2", 1)
+        ft.compile_for_fine_tuning(model, cfg.learning_rate, jit_compile=False)
+        _, _, ds = random_data()
+        ft.fit_resumable(model, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), ft.StopAfterEpochs(2)],
+                         verbose=0)
+    meta = json.loads((tmp_path / "backup" / "keras" / "training_metadata.json").read_text())
+    assert meta["epoch"] == 2
+    saved = json.loads((tmp_path / "backup" / "state" / "state.json").read_text())
+    trained = [np.array(w) for w in model.weights]
+
+    # same parameters again: a fresh model continues at epoch 2, with the trained weights
+    seen.clear()
+    model2 = tiny_classifier()
+    ft.unfreeze_top(model2, "mobilenet_v2", 1)
+    ft.compile_for_fine_tuning(model2, cfg.learning_rate, jit_compile=False)
+    assert not all(np.array_equal(np.array(w), t) for w, t in zip(model2.weights, trained))
+
+    class CheckStart(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                for w, t in zip(self.model.weights, trained):
+                    np.testing.assert_array_equal(np.array(w), t)
+                restored.append(epoch)
+
+    restored = []
+    info = ft.fit_resumable(model2, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), CheckStart()], verbose=0)
+    assert seen == [2, 3] and restored == [2]
+    assert info["resumed_from_epoch"] == 2
+    assert info["epochs_run"] == 4 and len(info["history"]["loss"]) == 4
+    assert info["history"]["loss"][:2] == saved["history"]["loss"]  # the first epochs come from the saved state
+    # best weights: the epoch with the lowest validation loss over the whole (resumed) run
+    assert info["best_epoch"] == int(np.argmin(info["history"]["val_loss"])) + 1
+    assert info["best_val_loss"] == pytest.approx(min(info["history"]["val_loss"]))
+    assert not (tmp_path / "backup").exists()  # cleaned up after a completed run
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"unfreeze": 40}, "has only 19"),
+        ({"unfreeze": "400 layers"}, "has only 153"),
+        ({"unfreeze": "block_16_expnd"}, "Near matches: block_16_expand"),
+        ({"unfreeze": 0}, "unfreezes nothing"),
+        ({"learning_rate": 0}, "fine_tuning.learning_rate must be positive"),
+        ({"learning_rate": -1e-5}, "fine_tuning.learning_rate must be positive"),
+        ({"epochs": 0}, "fine_tuning.epochs"),
+        ({"augmentation": {"rotation": 3}}, "fine_tuning.augmentation.rotation"),
+        ({"augmentation": {"flip": "sideways"}}, "fine_tuning.augmentation.flip"),
+        ({"lerning_rate": 1e-5}, "did you mean learning_rate"),
+    ],
+)
+def test_bad_parameters_fail_at_once(params, message):
+    from transfer_lab.pipelines.fine_tuning.nodes import validate_parameters
+
+    backbone = {"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35}
+    with pytest.raises(ft.FineTuneError, match=message):
+        validate_parameters(params, backbone)
+
+
+def _dense_model(name: str, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="logits", bias_initializer="random_normal")(inputs), name=name)
+
+
+def test_head_classifier_dataset_keeps_the_head_only_model(tmp_path):
+    from kedro.io import DatasetError
+
+    from transfer_lab.datasets import KerasModelDataset
+
+    path, copy = tmp_path / "classifier.keras", tmp_path / "head_classifier.keras"
+    ds = ft.HeadClassifierDataset(filepath=str(path), head_copy=str(copy))
+    head = _dense_model("mobilenet_v2_classifier", seed=1)
+    KerasModelDataset(str(path)).save(head)
+    loaded = ds.load()
+    assert copy.exists() and not loaded.name.endswith(ft.FINETUNED_SUFFIX)
+    head_bias = np.array(head.get_layer("logits").bias)
+
+    tuned = _dense_model("mobilenet_v2_classifier", seed=2)
+    ft.mark_finetuned(tuned)
+    KerasModelDataset(str(path)).save(tuned)
+    assert ft.is_finetuned_file(path)
+    again = ds.load()  # the head-only copy, not the fine-tuned file
+    np.testing.assert_allclose(np.array(again.get_layer("logits").bias), head_bias)
+
+    copy.unlink()
+    with pytest.raises(DatasetError, match="head_training"):
+        ds.load()
