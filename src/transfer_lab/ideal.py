@@ -246,7 +246,7 @@ class IdealConfig:
     seed: int = 42
     parameterization: str = "fourier"  # fourier | pixel
     decorrelate_colour: bool = True
-    regularizers: Mapping[str, float] = field(default_factory=lambda: {"total_variation": 0.05, "l2": 0.0})
+    regularizers: Mapping[str, float] = field(default_factory=lambda: {"total_variation": 1.0, "l2": 0.0})
     jitter: int = 8
     scale: tuple[float, float] = (0.9, 1.1)
     rotate: float = 10.0
