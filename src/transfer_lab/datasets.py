@@ -25,6 +25,26 @@ def _missing(path: Path, what: str, hint: str | None) -> DatasetError:
     return DatasetError(msg)
 
 
+def _chief_only(save: Any) -> Any:
+    """Wrap a dataset's ``save``: under multi-worker training (``TF_CONFIG``) only the chief writes;
+    other workers skip the write (see transfer_lab.distribute.is_chief)."""
+
+    def save_if_chief(self: Any, data: Any) -> None:
+        from transfer_lab.distribute import is_chief
+
+        if not is_chief():
+            return None
+        return save(self, data)
+
+    save_if_chief.__name__, save_if_chief.__qualname__ = save.__name__, save.__qualname__
+    save_if_chief.__doc__ = save.__doc__
+    save_if_chief.__chief_only__ = True  # type: ignore[attr-defined]
+    # Let Kedro unwrap to the original in subclasses (as it does with its own wrapper).
+    save_if_chief.__savewrapped__ = True  # type: ignore[attr-defined]
+    save_if_chief.__wrapped__ = save.__wrapped__ if getattr(save, "__savewrapped__", False) else save  # type: ignore[attr-defined]
+    return save_if_chief
+
+
 class _FileDataset(AbstractDataset):
     """Common parts: a local ``filepath``, an optional MLflow artifact folder, a hint for when the
     file is missing (which pipeline writes it)."""
@@ -41,6 +61,12 @@ class _FileDataset(AbstractDataset):
         self._artifact_path = mlflow_artifact_path
         self._hint = missing_hint
         self.metadata = metadata
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)  # Kedro wraps ``save`` first
+        save = cls.__dict__.get("save")
+        if save is not None and not getattr(save, "__chief_only__", False):
+            cls.save = _chief_only(save)  # type: ignore[method-assign]
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "mlflow_artifact_path": self._artifact_path}

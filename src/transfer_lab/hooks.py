@@ -43,7 +43,18 @@ class TransferLabHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         """Name the MLflow experiment after the data set and task (kedro-mlflow has set it up already)."""
+        self._runtime_params = dict(context.params.get("runtime") or {})
         cfg = getattr(context, "mlflow", None)
+        from transfer_lab.distribute import is_chief
+
+        if cfg is not None and not is_chief():
+            # Multi-worker training: only the chief opens an MLflow run (kedro-mlflow skips
+            # pipelines listed as disabled; the datasets and tracking helpers skip writes too).
+            from kedro.framework.project import pipelines
+
+            cfg.tracking.disable_tracking.pipelines = sorted(set(pipelines) | {"__default__"})
+            log.info("Not the chief worker (TF_CONFIG): no MLflow run and no catalog writes from this process.")
+            return
         if cfg is None or cfg.tracking.experiment.name != DEFAULT_EXPERIMENT:
             return  # kedro-mlflow not active, or the user named the experiment in mlflow.yml
         try:
@@ -78,6 +89,11 @@ class TransferLabHooks:
 
         self._device = describe_devices()
         log.info("Running on %s (TensorFlow %s)", self._device["device"], self._device["tensorflow"])
+        # Strategy, precision and logical devices must be set before TensorFlow does any work.
+        from transfer_lab.distribute import setup_runtime
+
+        self._runtime = setup_runtime(getattr(self, "_runtime_params", None) or {})
+        log.info("Runtime: %s", self._runtime.summary())
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> None:
@@ -88,6 +104,8 @@ class TransferLabHooks:
 
         if tracking.active():
             tracking.set_tags({"device": self._device["device"], "n_gpus": self._device["n_gpus"]})
+            if getattr(self, "_runtime", None) is not None:
+                self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
             self._logged = True
 
 

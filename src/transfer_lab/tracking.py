@@ -14,11 +14,15 @@ from typing import Any, Mapping
 
 
 def active() -> bool:
+    """A run is open and this process may write to it (under multi-worker training only the chief
+    logs: see transfer_lab.distribute.is_chief)."""
     try:
         import mlflow
     except ImportError:  # pragma: no cover - mlflow is a dependency
         return False
-    return mlflow.active_run() is not None
+    from transfer_lab.distribute import is_chief
+
+    return mlflow.active_run() is not None and is_chief()
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, float]:

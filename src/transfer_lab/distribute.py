@@ -1,0 +1,444 @@
+"""Scale-out runtime: TensorFlow distribution strategy, mixed precision and XLA, from the
+``runtime:`` parameters (conf/base/parameters_runtime.yml).
+
+One call, :func:`setup_runtime`, turns those parameters into a :class:`Runtime`:
+
+- ``strategy``: ``auto`` (``MirroredStrategy`` over the GPUs when more than one is visible,
+  ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes a cluster of several tasks, the
+  default strategy otherwise) | ``mirrored`` (all local GPUs, or all logical CPU devices) |
+  ``multi_worker`` (``MultiWorkerMirroredStrategy``, cluster from ``TF_CONFIG``) | ``none``.
+- ``mixed_precision``: ``auto`` (``mixed_float16`` on GPUs of compute capability 7.0 or more,
+  float32 elsewhere) | ``on`` (``mixed_float16``) | ``off`` | an explicit Keras policy name
+  (``mixed_bfloat16`` is the one that helps on recent CPUs). The project's heads end in an
+  Activation ``probabilities`` with ``dtype="float32"``, so the softmax stays float32.
+- ``jit_compile``: ``auto`` | ``true`` | ``false`` (XLA), passed to ``model.compile``.
+- ``cpu_devices``: split the CPU into this many logical devices (tests and benches; it must be set
+  before TensorFlow initialises its devices, i.e. at the start of a process).
+
+The project hook (:mod:`transfer_lab.hooks`) calls :func:`setup_runtime` before the first node runs
+(a ``MultiWorkerMirroredStrategy`` must exist before TensorFlow does any work), and nodes get the
+same object back by calling it again with ``params:runtime``.
+
+Only the chief writes: :func:`is_chief` reads ``TF_CONFIG`` (the ``chief`` task, or worker 0 when
+the cluster has no chief). The project's datasets and :mod:`transfer_lab.tracking` skip writes on
+other workers, and the hook keeps kedro-mlflow from opening a run there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "none")
+PRECISIONS = ("auto", "on", "off", "float32", "mixed_float16", "mixed_bfloat16")
+_KEYS = ("strategy", "mixed_precision", "jit_compile", "cpu_devices")
+
+
+class DistributeError(ValueError):
+    """Bad ``runtime.*`` parameters or cluster set-up; the message says what to change."""
+
+
+# --------------------------------------------------------------------------------------------
+# TF_CONFIG: who is the chief
+# --------------------------------------------------------------------------------------------
+
+
+def tf_config() -> dict[str, Any]:
+    """``TF_CONFIG`` as a dict ({} when unset); fails clearly on bad JSON."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DistributeError(
+            f"TF_CONFIG is not valid JSON ({exc}). Set it to e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
+        ) from None
+    if not isinstance(cfg, dict):
+        raise DistributeError("TF_CONFIG must be a JSON object with 'cluster' and 'task'.")
+    return cfg
+
+
+def cluster_size(cfg: Mapping[str, Any] | None = None) -> int:
+    """Number of training tasks (chief + workers) in ``TF_CONFIG``; 1 without a cluster."""
+    cfg = tf_config() if cfg is None else cfg
+    cluster = cfg.get("cluster") or {}
+    return max(1, len(cluster.get("chief") or []) + len(cluster.get("worker") or []))
+
+
+def task(cfg: Mapping[str, Any] | None = None) -> tuple[str, int]:
+    cfg = tf_config() if cfg is None else cfg
+    t = cfg.get("task") or {}
+    return str(t.get("type", "worker")), int(t.get("index", 0) or 0)
+
+
+def is_chief(cfg: Mapping[str, Any] | None = None) -> bool:
+    """True unless ``TF_CONFIG`` makes this process a non-chief task of a cluster: the ``chief``
+    task is the chief; without one, worker 0 is."""
+    cfg = tf_config() if cfg is None else cfg
+    cluster = cfg.get("cluster") or {}
+    if not cluster or not cfg.get("task"):
+        return True
+    kind, index = task(cfg)
+    if cluster.get("chief"):
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    jit_compile: Any = "auto"
+    cpu_devices: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> "RuntimeConfig":
+        p = dict(params or {})
+        unknown = sorted(set(p) - set(_KEYS))
+        if unknown:
+            raise DistributeError(
+                f"Unknown runtime parameter(s): {', '.join(unknown)}. Known: {', '.join(_KEYS)} "
+                "(conf/base/parameters_runtime.yml)."
+            )
+        strategy = str(p.get("strategy") or "auto").strip().lower().replace("-", "_")
+        if strategy in ("default", "one_device", "off", "false"):
+            strategy = "none"
+        if strategy not in STRATEGIES:
+            raise DistributeError(
+                f"runtime.strategy={p.get('strategy')!r} is not valid: use one of {', '.join(STRATEGIES)}, "
+                "e.g. --params runtime.strategy=mirrored."
+            )
+        mp = p.get("mixed_precision", "auto")
+        mp = {True: "on", False: "off", None: "auto"}.get(mp, mp) if isinstance(mp, (bool, type(None))) else mp
+        mp = str(mp).strip().lower()
+        if mp not in PRECISIONS:
+            raise DistributeError(
+                f"runtime.mixed_precision={p.get('mixed_precision')!r} is not valid: use auto, on, off "
+                "(or a Keras policy: float32, mixed_float16, mixed_bfloat16)."
+            )
+        jit = p.get("jit_compile", "auto")
+        if isinstance(jit, str) and jit.strip().lower() in ("true", "false", "auto"):
+            jit = {"true": True, "false": False, "auto": "auto"}[jit.strip().lower()]
+        if jit is None:
+            jit = "auto"
+        if jit not in ("auto", True, False):
+            raise DistributeError(f"runtime.jit_compile={jit!r} is not valid: use auto, true or false (XLA).")
+        cpus = p.get("cpu_devices")
+        if cpus is not None:
+            if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+                raise DistributeError(
+                    f"runtime.cpu_devices={cpus!r} must be a whole number >= 1 (logical CPU devices), or null."
+                )
+        return cls(strategy=strategy, mixed_precision=mp, jit_compile=jit, cpu_devices=cpus)
+
+
+# --------------------------------------------------------------------------------------------
+# The runtime
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """What runs the work: the strategy and its replicas, the precision policy, XLA, the task."""
+
+    config: RuntimeConfig
+    strategy: Any  # tf.distribute.Strategy
+    strategy_name: str  # default | mirrored | multi_worker
+    replicas: int
+    workers: int
+    task_type: str
+    task_index: int
+    chief: bool
+    precision: str  # float32 | mixed_float16 | mixed_bfloat16
+    jit_compile: Any
+    device: str
+    devices: list[str] = field(default_factory=list)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.chief
+
+    @property
+    def distributed(self) -> bool:
+        return self.replicas > 1 or self.workers > 1
+
+    def scope(self) -> Any:
+        """``with rt.scope(): build and compile models``."""
+        return self.strategy.scope()
+
+    def global_batch(self, per_replica: int) -> int:
+        """The global batch: the per-replica batch times the replicas (across all workers)."""
+        return int(per_replica) * int(self.replicas)
+
+    def shard(self, dataset: Any) -> Any:
+        """Input sharded per worker (by element: the project's datasets are built from in-memory
+        path lists, not files), and no warning about it."""
+        import tensorflow as tf
+
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA if self.workers > 1 else tf.data.experimental.AutoShardPolicy.OFF
+        )
+        return dataset.with_options(opts)
+
+    def replicate(self, model: Any) -> Any:
+        """``model`` again, built inside this strategy's scope with the same weights (a model loaded
+        by the catalog lives outside it). Returned as is when there is nothing to distribute."""
+        if not self.distributed and self.strategy_name == "default":
+            return model
+        import keras
+
+        with self.scope():
+            clone = keras.models.clone_model(model)
+            clone.set_weights(model.get_weights())
+        for src, dst in zip(_walk(model), _walk(clone)):
+            dst.trainable = src.trainable
+        try:
+            clone.name = model.name
+        except Exception:  # pragma: no cover - read-only name on some versions
+            pass
+        return clone
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy_name,
+            "replicas": self.replicas,
+            "workers": self.workers,
+            "task": f"{self.task_type}:{self.task_index}",
+            "chief": self.chief,
+            "precision": self.precision,
+            "jit_compile": self.jit_compile,
+            "device": self.device,
+            "devices": ", ".join(self.devices),
+        }
+
+    def summary(self) -> str:
+        d = self.describe()
+        return (f"{d['device']}: strategy {d['strategy']} with {d['replicas']} replica(s) on {d['workers']} "
+                f"worker(s) (this is {d['task']}{', chief' if d['chief'] else ''}), precision {d['precision']}, "
+                f"XLA {d['jit_compile']}")
+
+    def log(self) -> None:
+        """Print the runtime and log it to the active MLflow run (params ``runtime.*`` + tags)."""
+        log.info("Runtime: %s", self.summary())
+        from transfer_lab import tracking
+
+        d = self.describe()
+        tracking.log_params({f"used.{k}": v for k, v in d.items() if k != "devices"}, prefix="runtime")
+        tracking.set_tags({"strategy": self.strategy_name, "replicas": self.replicas,
+                           "precision": self.precision, "workers": self.workers})
+
+
+def _walk(model: Any) -> Iterator[Any]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _walk(layer)
+
+
+_CURRENT: Runtime | None = None
+
+
+def current() -> Runtime | None:
+    """The runtime set up in this process, if any."""
+    return _CURRENT
+
+
+def reset() -> None:
+    """Forget the runtime (tests). The TensorFlow context itself cannot be reset."""
+    global _CURRENT
+    _CURRENT = None
+
+
+def split_cpu(n: int) -> bool:
+    """Split the first CPU into ``n`` logical devices. Must run before TensorFlow initialises its
+    devices; returns False (and changes nothing) when that already happened with another split."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        current_cfg = tf.config.get_logical_device_configuration(cpus[0]) or []
+        if len(current_cfg) == n or (n == 1 and not current_cfg):
+            return True
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+        return True
+    except RuntimeError:
+        return len(tf.config.list_logical_devices("CPU")) == n
+
+
+def _gpu_names_and_capability() -> tuple[list[str], list[tuple[int, int]]]:
+    import tensorflow as tf
+
+    names, caps = [], []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(gpu)
+        except Exception:
+            details = {}
+        names.append(details.get("device_name", gpu.name))
+        cc = details.get("compute_capability")
+        caps.append(tuple(cc) if cc else (0, 0))
+    return names, caps
+
+
+def choose_precision(mode: str, capabilities: list[tuple[int, int]]) -> str:
+    """The Keras dtype policy for ``runtime.mixed_precision``."""
+    if mode in ("float32", "mixed_float16", "mixed_bfloat16"):
+        return mode
+    if mode == "off":
+        return "float32"
+    if mode == "on":
+        return "mixed_float16"
+    # auto: float16 only pays off with tensor cores (compute capability 7.0+)
+    return "mixed_float16" if capabilities and all(c >= (7, 0) for c in capabilities) else "float32"
+
+
+def choose_strategy(mode: str, n_gpus: int, n_tasks: int) -> str:
+    if mode == "auto":
+        if n_tasks > 1:
+            return "multi_worker"
+        return "mirrored" if n_gpus > 1 else "default"
+    return "default" if mode == "none" else mode
+
+
+def setup_runtime(params: Mapping[str, Any] | RuntimeConfig | None = None, *, log_it: bool = False) -> Runtime:
+    """The :class:`Runtime` for ``runtime`` parameters. Created once per process: a later call
+    with the same parameters returns the same object (a multi-worker strategy can exist only once)."""
+    global _CURRENT
+    cfg = params if isinstance(params, RuntimeConfig) else RuntimeConfig.from_params(params)
+    if _CURRENT is not None and _CURRENT.config == cfg:
+        _apply_policy(_CURRENT.precision)
+        return _CURRENT
+
+    import tensorflow as tf
+
+    from transfer_lab.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    if cfg.cpu_devices and not split_cpu(cfg.cpu_devices):
+        log.warning("runtime.cpu_devices=%d ignored: TensorFlow already initialised its devices in this process "
+                    "(it can only be set at the start of a process).", cfg.cpu_devices)
+    gpu_names, caps = _gpu_names_and_capability()
+    n_tasks = cluster_size()
+    name = choose_strategy(cfg.strategy, len(gpu_names), n_tasks)
+    kind, index = task()
+    if name == "multi_worker":
+        if n_tasks < 2 and not tf_config():
+            log.warning("runtime.strategy=multi_worker without TF_CONFIG: one worker (set TF_CONFIG on every "
+                        "machine to train on several).")
+        strategy = _multi_worker_strategy()
+    elif name == "mirrored":
+        if gpu_names:
+            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+            strategy = tf.distribute.MirroredStrategy(devices=devices)
+        else:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            strategy = tf.distribute.MirroredStrategy(
+                devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    else:
+        strategy = tf.distribute.get_strategy()
+    replicas = int(strategy.num_replicas_in_sync)
+    precision = choose_precision(cfg.mixed_precision, caps)
+    if precision == "mixed_float16" and not gpu_names:
+        log.warning("runtime.mixed_precision: mixed_float16 on a CPU is slow (no float16 units); use off or "
+                    "mixed_bfloat16 there.")
+    _apply_policy(precision)
+    n_workers = n_tasks if name == "multi_worker" else 1
+    devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpu_names else "CPU")]
+    device = ("GPU: " + ", ".join(gpu_names)) if gpu_names else f"CPU ({os.cpu_count()} cores, {len(devices)} logical device(s))"
+    rt = Runtime(
+        config=cfg, strategy=strategy, strategy_name=name, replicas=replicas, workers=n_workers,
+        task_type=kind, task_index=index, chief=is_chief(), precision=precision,
+        jit_compile=cfg.jit_compile, device=device, devices=devices,
+    )
+    _CURRENT = rt
+    if log_it:
+        rt.log()
+    return rt
+
+
+def _apply_policy(precision: str) -> None:
+    import keras
+
+    if keras.mixed_precision.global_policy().name != precision:
+        keras.mixed_precision.set_global_policy(precision)
+
+
+def _multi_worker_strategy() -> Any:
+    import tensorflow as tf
+
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=tf.distribute.experimental.CommunicationImplementation.RING))
+    except RuntimeError as exc:
+        raise DistributeError(
+            f"Could not start MultiWorkerMirroredStrategy ({exc}). It must be created before TensorFlow does any "
+            "work in the process: run through `kedro run` (the project hook creates it first), or call "
+            "transfer_lab.distribute.setup_runtime at the start of your script."
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for nodes
+# --------------------------------------------------------------------------------------------
+
+
+def worker_path(path: str | Path, rt: Runtime | None = None) -> Path:
+    """``path`` on the chief; a private temporary folder on other workers (files they must write,
+    e.g. Keras's backup state, without clobbering the chief's)."""
+    rt = rt or current()
+    if rt is None or rt.chief:
+        return Path(path)
+    return Path(tempfile.gettempdir()) / f"transfer_lab_worker_{rt.task_type}{rt.task_index}_{os.getpid()}" / Path(path).name
+
+
+def predict_batches(model: Any, dataset: Any, rt: Runtime | None = None) -> Iterator[Any]:
+    """Model outputs batch by batch (numpy, in order), split over the local replicas when there
+    are several. Under ``multi_worker`` each worker computes every batch itself (inference is not
+    split across machines; training is)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rt = rt or current()
+    if rt is None or rt.replicas == 1 or rt.workers > 1:
+        forward = tf.function(lambda x: model(x, training=False))
+        for batch in dataset:
+            yield np.asarray(forward(batch))
+        return
+    strategy = rt.strategy
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    dist = strategy.experimental_distribute_dataset(dataset.with_options(opts))
+
+    @tf.function
+    def step(x):
+        return strategy.run(lambda t: model(t, training=False), args=(x,))
+
+    for batch in dist:
+        parts = [np.asarray(p) for p in strategy.experimental_local_results(step(batch))]
+        yield np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
+
+
+@contextlib.contextmanager
+def maybe_scope(rt: Runtime | None) -> Iterator[None]:
+    if rt is None:
+        yield
+    else:
+        with rt.scope():
+            yield
