@@ -229,7 +229,21 @@ def log_keras_model(model: Any, name: str) -> None:
     rng = np.random.default_rng(0)
     example = rng.integers(0, 256, size=shape).astype("float32")
     signature = infer_signature(example, np.asarray(model(example)))
-    mlflow.keras.log_model(model, name=name, signature=signature, input_example=example)
+    # mlflow 3.17's keras flavor writes the input example before it creates the model folder
+    # (FileNotFoundError .../model/input_example.json): create the folder first.
+    import os
+    from unittest import mock
+
+    import mlflow.keras.save as keras_save
+
+    original = keras_save._save_example
+
+    def _save_example(mlflow_model, input_example, path, *args, **kwargs):
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, input_example, path, *args, **kwargs)
+
+    with mock.patch.object(keras_save, "_save_example", _save_example):
+        mlflow.keras.log_model(model, name=name, signature=signature, input_example=example)
 
 
 def _safe_name(name: str) -> str:
