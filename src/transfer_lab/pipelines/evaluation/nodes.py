@@ -1,0 +1,259 @@
+"""evaluation: score the current classifier on a folder of new photos, in any layout that
+data_ingestion reads (same label rules, same decoder)."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SPECIES = ("cat", "dog")
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation parameters or a folder the model cannot be scored on; says what to do."""
+
+
+def _norm(name: Any) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _is_species_model(class_names: list[str]) -> bool:
+    return sorted(_norm(c) for c in class_names) == list(SPECIES)
+
+
+def validate_parameters(params: dict[str, Any], model_config: dict[str, Any]) -> dict[str, Any]:
+    """Check ``evaluation.*`` at once; ``labels: auto`` means what the model was trained on."""
+    from transfer_lab.layouts import LABEL_MODES, LAYOUTS
+
+    params = dict(params or {})
+    known = {"source", "layout", "labels", "batch_size", "n_worst"}
+    unknown = set(params) - known
+    if unknown:
+        raise EvaluationError(f"Unknown evaluation parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}.")
+    source = params.get("source")
+    if source in (None, ""):
+        raise EvaluationError(
+            "evaluation.source is not set: give the folder of photos to score, e.g. "
+            "kedro run --pipelines=evaluation --params \"evaluation.source=/path/to/photos,evaluation.layout=auto\"."
+        )
+    root = Path(str(source)).expanduser()
+    if not root.is_dir():
+        raise EvaluationError(f"evaluation.source={source}: no such folder. Give an existing folder of photos.")
+    layout = str(params.get("layout") or "auto")
+    if layout not in LAYOUTS:
+        raise EvaluationError(f"evaluation.layout={layout!r} is not a layout: use one of {', '.join(LAYOUTS)}.")
+    class_names = [str(c) for c in model_config["class_names"]]
+    labels = str(params.get("labels") or "auto")
+    if labels == "auto":
+        labels = "species" if _is_species_model(class_names) else "breed"
+    elif labels not in LABEL_MODES:
+        raise EvaluationError(f"evaluation.labels={labels!r}: use auto, breed or species.")
+    batch_size = params.get("batch_size", 32)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise EvaluationError(f"evaluation.batch_size must be a whole number >= 1, got {batch_size!r}.")
+    n_worst = params.get("n_worst", 16)
+    if not isinstance(n_worst, int) or isinstance(n_worst, bool) or n_worst < 0:
+        raise EvaluationError(f"evaluation.n_worst must be a whole number >= 0, got {n_worst!r}.")
+    return {"source": str(root.resolve()), "layout": layout, "labels": labels, "batch_size": batch_size,
+            "n_worst": n_worst}
+
+
+def scan_source(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The photos of ``evaluation.source`` with their labels (empty for unlabelled ones)."""
+    from transfer_lab.layouts import LayoutError, scan
+
+    try:
+        files, unlabelled, layout = scan(config["source"], config["layout"], config["labels"])
+    except LayoutError as exc:
+        raise EvaluationError(f"{exc} (evaluation.source / evaluation.layout)") from None
+    rows = [files[["path", "label", "species"]]]
+    if len(unlabelled):
+        rows.append(pd.DataFrame({"path": unlabelled["path"], "label": None, "species": None}))
+    images = pd.concat(rows, ignore_index=True)
+    images["label"] = images["label"].where(images["label"].notna(), "").astype(str)
+    images["species"] = images["species"].where(images["species"].notna(), "").astype(str)
+    if images.empty:
+        raise EvaluationError(f"No files found in {config['source']}. Check evaluation.source.")
+    info = {"layout": layout, "n_files": int(len(images))}
+    log.info("Evaluation folder %s: %d files, layout %s.", config["source"], len(images), layout)
+    return images, info
+
+
+def _decode(path: str, size: int) -> np.ndarray | str:
+    from transfer_lab.imaging import ImageRejected, load_rgb
+
+    try:
+        return load_rgb(path, size)
+    except ImageRejected as exc:
+        return f"{exc.reason}: {exc.detail}"
+
+
+def predict_images(model: Any, images: pd.DataFrame, config: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Class probabilities for every photo that decodes (same decoder as training), batch by batch."""
+    from tqdm.auto import tqdm
+
+    size = int(model.input_shape[1])
+    paths = images["path"].tolist()
+    probs = np.full((len(paths), int(model.output_shape[-1])), np.nan, dtype=np.float32)
+    errors = [""] * len(paths)
+    bs = config["batch_size"]
+    with ThreadPoolExecutor(max_workers=4) as pool, tqdm(total=len(paths), desc="Scoring", unit="img") as bar:
+        for start in range(0, len(paths), bs):
+            chunk = list(pool.map(lambda p: _decode(p, size), paths[start:start + bs]))
+            ok = [i for i, x in enumerate(chunk) if not isinstance(x, str)]
+            for i, x in enumerate(chunk):
+                if isinstance(x, str):
+                    errors[start + i] = x
+            if ok:
+                batch = np.stack([chunk[i] for i in ok]).astype(np.float32)
+                out = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+                probs[[start + i for i in ok]] = out
+            bar.update(len(chunk))
+    scored = images.copy()
+    scored["error"] = errors
+    return probs, scored
+
+
+def _label_mapping(labels: list[str], class_names: list[str], class_species: dict[str, str]) -> tuple[str, list[str], dict[str, int], np.ndarray | None]:
+    """How the folder's labels meet the model's classes.
+
+    Returns (mode, target class names, label -> target index, class->target matrix or None):
+    ``classes`` when labels are the model's classes, ``species`` when a breed model is scored on
+    cat/dog labels (breed probabilities summed per species).
+    """
+    lookup = {_norm(c): i for i, c in enumerate(class_names)}
+    distinct = sorted(set(labels))
+    if not distinct or any(_norm(lab) in lookup for lab in distinct):
+        return "classes", class_names, {lab: lookup[_norm(lab)] for lab in distinct if _norm(lab) in lookup}, None
+    if all(_norm(lab) in SPECIES for lab in distinct) and not _is_species_model(class_names):
+        species = [_norm(class_species.get(c, "")) for c in class_names]
+        if all(s in SPECIES for s in species):
+            matrix = np.zeros((len(class_names), len(SPECIES)), dtype=np.float32)
+            for i, s in enumerate(species):
+                matrix[i, SPECIES.index(s)] = 1.0
+            return "species", list(SPECIES), {lab: SPECIES.index(_norm(lab)) for lab in distinct}, matrix
+        raise EvaluationError(
+            f"The folder is labelled by species ({', '.join(distinct)}) but the model's classes "
+            f"({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''}) have no known species to map "
+            "them to. Score a folder labelled with the model's classes, or use evaluation.layout=unlabelled for "
+            "predictions only."
+        )
+    listing = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    raise EvaluationError(
+        f"None of the folder's labels ({', '.join(distinct[:12])}{', ...' if len(distinct) > 12 else ''}) is a class "
+        f"of the model ({listing}). Check evaluation.layout and evaluation.labels (breed or species), or use "
+        "evaluation.layout=unlabelled to get predictions only."
+    )
+
+
+def report(
+    probs: np.ndarray, scored: pd.DataFrame, scan_info: dict[str, Any], model_config: dict[str, Any],
+    config: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """evaluation.json (accuracy, top-3, n, per-class), predictions.csv, worst-mistakes gallery."""
+    from transfer_lab.metrics import classification_report
+
+    class_names = [str(c) for c in model_config["class_names"]]
+    class_species = dict(model_config.get("class_species") or {})
+    decoded = (scored["error"] == "").to_numpy()
+    labelled = (scored["label"] != "").to_numpy()
+    if probs.shape[1] != len(class_names):
+        raise EvaluationError(
+            f"The classifier has {probs.shape[1]} outputs but data/06_models/classifier_config.json lists "
+            f"{len(class_names)} classes: they come from different runs. Re-run `kedro run --pipelines=head_training`."
+        )
+    labels_present = scored.loc[decoded & labelled, "label"].tolist()
+    lookup = {_norm(c) for c in class_names}
+    has_species = (scored.loc[decoded & labelled, "species"] != "").all() if labels_present else False
+    if (_is_species_model(class_names) and labels_present and has_species
+            and not any(_norm(lab) in lookup for lab in labels_present)):
+        log.info("The folder has breed labels and the model species classes: scoring by species.")
+        scored = scored.copy()
+        scored.loc[labelled, "label"] = scored.loc[labelled, "species"]
+        labels_present = scored.loc[decoded & labelled, "label"].tolist()
+    mode, targets, mapping, matrix = _label_mapping(labels_present, class_names, class_species)
+    target_probs = probs @ matrix if matrix is not None else probs
+
+    known = decoded & labelled & scored["label"].map(lambda lab: lab in mapping).to_numpy()
+    unknown = scored.loc[decoded & labelled & ~known, "label"].value_counts()
+    if len(unknown):
+        log.warning("%d photos have labels the model does not know (%s): predicted but left out of the metrics.",
+                    int(unknown.sum()), ", ".join(f"{k} ({v})" for k, v in unknown.items()))
+
+    y = scored.loc[known, "label"].map(mapping).to_numpy(np.int64)
+    out: dict[str, Any] = {"source": config["source"], "layout": scan_info["layout"], "labels": config["labels"]}
+    if known.any():
+        rep = classification_report(y, target_probs[known], targets)
+        out.update({"accuracy": rep["accuracy"], "top3_accuracy": rep["top3_accuracy"], "n": rep["n"]})
+        out.update({k: v for k, v in rep.items() if k not in ("accuracy", "top3_accuracy", "n")})
+        log.info("Evaluation on %d labelled photos: accuracy %.4f, top-3 %.4f.", rep["n"], rep["accuracy"], rep["top3_accuracy"])
+    else:
+        out.update({"accuracy": None, "top3_accuracy": None, "n": 0})
+        log.info("No labelled photos: predictions only (data/08_reporting/predictions.csv).")
+    out.update({
+        "scored_as": "species (breed probabilities summed per species)" if mode == "species" else "model classes",
+        "n_files": int(len(scored)),
+        "n_predicted": int(decoded.sum()),
+        "n_unlabelled": int((decoded & ~labelled).sum()),
+        "n_unknown_label": int(unknown.sum()),
+        "unknown_labels": {str(k): int(v) for k, v in unknown.items()},
+        "n_rejected": int((~decoded).sum()),
+        "rejected": [{"path": p, "reason": e} for p, e in scored.loc[~decoded, ["path", "error"]].itertuples(index=False)],
+    })
+
+    predictions = _predictions_table(probs, scored, class_names, known, target_probs, targets, mapping, mode)
+    gallery = _mistakes_gallery(predictions[predictions["correct"] == False], config["n_worst"])  # noqa: E712
+    predictions = predictions.drop(columns=[c for c in predictions.columns if c.startswith("_")])
+    return out, predictions, gallery
+
+
+def _predictions_table(probs, scored, class_names, known, target_probs, targets, mapping, mode) -> pd.DataFrame:
+    table = scored[["path", "label"]].copy()
+    table["error"] = scored["error"]
+    k = min(3, len(class_names))
+    order = np.argsort(-np.nan_to_num(probs, nan=-1.0), axis=1, kind="stable")[:, :k]
+    decoded = (scored["error"] == "").to_numpy()
+    for j in range(k):
+        table[f"top{j + 1}_class"] = [class_names[order[i, j]] if decoded[i] else "" for i in range(len(table))]
+        table[f"top{j + 1}_prob"] = [round(float(probs[i, order[i, j]]), 6) if decoded[i] else np.nan for i in range(len(table))]
+    if mode == "species":
+        pred_species = np.argmax(np.nan_to_num(target_probs, nan=-1.0), axis=1)
+        table["predicted_species"] = [targets[s] if decoded[i] else "" for i, s in enumerate(pred_species)]
+        predicted = table["predicted_species"]
+        confidence = np.nanmax(np.where(np.isnan(target_probs), -1, target_probs), axis=1)
+    else:
+        predicted = table["top1_class"]
+        confidence = table["top1_prob"].to_numpy()
+    truth = [targets[mapping[lab]] if known[i] else "" for i, lab in enumerate(scored["label"])]
+    table["correct"] = [(truth[i] == predicted.iloc[i]) if known[i] else None for i in range(len(table))]
+    table["confidence"] = confidence
+    table["_truth"] = truth
+    table["_predicted"] = predicted.tolist()
+    return table
+
+
+def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
+    """The most confident wrong predictions, with their true and predicted classes."""
+    from transfer_lab import plots
+    from transfer_lab.imaging import load_rgb
+
+    worst = mistakes.sort_values("confidence", ascending=False, kind="stable").head(n_worst)
+    if worst.empty:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No mistakes on the labelled photos", ha="center", va="center")
+        return fig
+    images = [load_rgb(p, 160) for p in worst["path"]]
+    titles = [f"{Path(p).name}\ntrue {t}\npred {q} ({c:.2f})"
+              for p, t, q, c in worst[["path", "_truth", "_predicted", "confidence"]].itertuples(index=False)]
+    return plots.image_grid(images, titles, ncols=4, suptitle=f"Worst mistakes ({len(worst)} most confident)",
+                            title_colors=["red"] * len(titles))

@@ -1,0 +1,272 @@
+"""head_training: a classifier head on the cached features, then backbone + head as one model."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from transfer_lab.backbones import BackboneConfig
+
+log = logging.getLogger(__name__)
+
+
+class HeadTrainingError(ValueError):
+    """Bad head_training parameters or input; the message says what to change."""
+
+
+_DEFAULTS: dict[str, Any] = {
+    "dropout": 0.2,
+    "l2": 1e-4,
+    "learning_rate": 1e-3,
+    "label_smoothing": 0.0,
+    "batch_size": 32,
+    "epochs": 200,
+    "patience": 10,
+    "class_weight": True,
+    "flip_augment": True,
+    "refit_on_val": True,
+    "seed": 42,
+}
+
+
+def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Fail at once, naming the parameter, on bad ``head_training.*`` or ``backbone.*`` values."""
+    BackboneConfig.from_params(backbone or {})
+    params = dict(params or {})
+    unknown = set(params) - set(_DEFAULTS)
+    if unknown:
+        raise HeadTrainingError(
+            f"Unknown head_training parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(_DEFAULTS)}."
+        )
+    cfg = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+
+    def number(key: str, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False, hi_open: bool = False):
+        value = cfg[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+        if ok and integer:
+            ok = float(value).is_integer()
+        if ok:
+            v = float(value)
+            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            lo_s = f"> {lo}" if lo_open else f">= {lo}"
+            hi_s = f"< {hi}" if hi_open else f"<= {hi}"
+            kind = "a whole number" if integer else "a number"
+            raise HeadTrainingError(f"head_training.{key} must be {kind} {lo_s} and {hi_s}, got {value!r}.")
+        return int(value) if integer else float(value)
+
+    out = {
+        "dropout": number("dropout", 0.0, 1.0, hi_open=True),
+        "l2": number("l2", 0.0, 1.0),
+        "learning_rate": number("learning_rate", 0.0, 10.0, lo_open=True),
+        "label_smoothing": number("label_smoothing", 0.0, 1.0, hi_open=True),
+        "batch_size": number("batch_size", 1, 1 << 20, integer=True),
+        "epochs": number("epochs", 1, 100000, integer=True),
+        "patience": number("patience", 0, 100000, integer=True),
+        "seed": number("seed", 0, 2**32 - 1, integer=True),
+    }
+    for key in ("class_weight", "flip_augment", "refit_on_val"):
+        out[key] = cfg[key]
+        if not isinstance(out[key], bool):
+            raise HeadTrainingError(f"head_training.{key} must be true or false, got {out[key]!r}.")
+    return out
+
+
+def _check_features(features: dict[str, np.ndarray]) -> None:
+    needed = ["class_names", "train_features", "train_labels", "val_features", "val_labels", "test_features", "test_labels"]
+    missing = [k for k in needed if k not in features]
+    if missing:
+        raise HeadTrainingError(
+            f"data/04_feature/features.npz lacks {', '.join(missing)}: it was not written by this project's "
+            "feature_extraction. Run `kedro run --pipelines=feature_extraction`."
+        )
+    if len(features["train_labels"]) == 0:
+        raise HeadTrainingError("No training features. Run `kedro run --pipelines=data_ingestion,feature_extraction`.")
+
+
+class _EpochBar:
+    """A tqdm bar over epochs, showing the latest losses (as a Keras callback)."""
+
+    def __new__(cls, total: int):
+        import keras
+        from tqdm.auto import tqdm
+
+        class Bar(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.bar = tqdm(total=total, desc="Head epochs", unit="epoch")
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy")})
+                self.bar.update(1)
+
+            def on_train_end(self, logs=None):
+                self.bar.close()
+
+        return Bar()
+
+
+def train_head(
+    features: dict[str, np.ndarray], config: dict[str, Any], runtime: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, list[float]]]:
+    """Dropout + dense logits + softmax on the pooled features, Adam, early stopping on the
+    validation loss (best weights restored). Seeded: the same inputs give the same head.
+
+    With ``flip_augment`` the mirror-image features (feature_extraction.flip_augment) join the
+    training samples; with ``class_weight`` classes weigh by 1/frequency; with ``refit_on_val`` a
+    fresh head is then trained on train + val for the best number of epochs found (the test split
+    is never used for any choice).
+    """
+    import keras
+
+    from transfer_lab import tracking
+    from transfer_lab.backbones import build_head
+    from transfer_lab.distribute import setup_runtime
+    from transfer_lab.runtime import set_seed
+
+    _check_features(features)
+    n_classes = len(features["class_names"])
+    if n_classes < 2:
+        raise HeadTrainingError(
+            f"Only one class ({features['class_names'][0]}) in the features: a classifier needs two or more. "
+            "Check data.source and data.labels, then re-run data_ingestion and feature_extraction."
+        )
+    use_flip = config["flip_augment"] and "train_features_flip" in features
+    if config["flip_augment"] and not use_flip:
+        log.info("No mirror-image features in features.npz (feature_extraction.flip_augment=false): training on "
+                 "the photos only.")
+
+    def samples(splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for split in splits:
+            xs.append(features[f"{split}_features"])
+            ys.append(features[f"{split}_labels"])
+            if use_flip and f"{split}_features_flip" in features:
+                xs.append(features[f"{split}_features_flip"])
+                ys.append(features[f"{split}_labels"])
+        return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
+
+    rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)
+
+    def fit(x: np.ndarray, y: np.ndarray, epochs: int, val: tuple[np.ndarray, np.ndarray] | None):
+        set_seed(config["seed"])
+        with rt.scope():
+            head = build_head(x.shape[1], n_classes, config["dropout"], config["l2"])
+            head.compile(
+                optimizer=keras.optimizers.Adam(config["learning_rate"]),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
+                metrics=["accuracy"],
+                jit_compile=rt.jit_compile,
+            )
+        callbacks = [_EpochBar(epochs)]
+        if val is not None:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config["patience"], restore_best_weights=True))
+        class_weight = None
+        if config["class_weight"]:
+            counts = np.bincount(y, minlength=n_classes)
+            class_weight = {i: float(len(y) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}
+        history = head.fit(
+            x, keras.utils.to_categorical(y, n_classes),
+            validation_data=(val[0], keras.utils.to_categorical(val[1], n_classes)) if val is not None else None,
+            epochs=epochs, batch_size=rt.global_batch(config["batch_size"]),  # per replica
+            shuffle=True, class_weight=class_weight, callbacks=callbacks, verbose=0,
+        )
+        return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+    x_train, y_train = samples(("train",))
+    has_val = len(features["val_labels"]) > 0
+    if not has_val:
+        log.warning("No validation features: training all %d epochs without early stopping.", config["epochs"])
+    val = (features["val_features"].astype(np.float32), features["val_labels"].astype(np.int64)) if has_val else None
+    head, hist = fit(x_train, y_train, config["epochs"], val)
+    best = int(np.argmin(hist["val_loss"])) + 1 if has_val else len(hist["loss"])
+    log.info("Head trained for %d epochs on %d samples (best epoch %d, val accuracy %.4f).", len(hist["loss"]),
+             len(x_train), best, hist["val_accuracy"][best - 1] if has_val else float("nan"))
+    tracking.log_history(hist, prefix="head.")
+    tracking.log_metrics({"head.epochs_run": len(hist["loss"]), "head.best_epoch": best})
+    if config["refit_on_val"] and has_val:
+        x_all, y_all = samples(("train", "val"))
+        log.info("Refitting a fresh head on train + val (%d samples) for %d epochs.", len(x_all), best)
+        head, _ = fit(x_all, y_all, best, None)
+    return head, hist
+
+
+def evaluate_head(
+    head: Any, features: dict[str, np.ndarray], history: dict[str, list[float]]
+) -> tuple[dict[str, Any], Any, Any]:
+    """Test-split metrics (accuracy, top-3, per-class P/R/F1, confusion matrix) and the figures."""
+    from transfer_lab import plots
+    from transfer_lab.metrics import classification_report
+
+    _check_features(features)
+    class_names = [str(c) for c in features["class_names"]]
+    x_test = features["test_features"].astype(np.float32)
+    if len(x_test) == 0:
+        raise HeadTrainingError("No test features: set data.split.test above 0 and re-run data_ingestion.")
+    probs = np.asarray(head.predict(x_test, batch_size=256, verbose=0))
+    report = classification_report(features["test_labels"], probs, class_names)
+    out = {"accuracy": report["accuracy"], "top3_accuracy": report["top3_accuracy"], "n_test": report["n"]}
+    if len(features["val_labels"]):
+        val = classification_report(features["val_labels"], np.asarray(head.predict(
+            features["val_features"].astype(np.float32), batch_size=256, verbose=0)), class_names)
+        out["val_accuracy"] = val["accuracy"]
+    out.update({k: v for k, v in report.items() if k not in ("accuracy", "top3_accuracy", "n")})
+    out["epochs_run"] = len(history.get("loss", []))
+    log.info("Head on the test split: accuracy %.4f, top-3 %.4f (n=%d).", out["accuracy"], out["top3_accuracy"], out["n_test"])
+    cm_fig = plots.confusion_matrix(np.asarray(report["confusion_matrix"]), class_names,
+                                    title=f"Head on test (accuracy {out['accuracy']:.3f}, n={out['n_test']})")
+    curves = plots.training_curves(history, title="Head training (cached features)")
+    return out, cm_fig, curves
+
+
+def _check_same_backbone(cfg: BackboneConfig, features: dict[str, np.ndarray]) -> None:
+    """The classifier's backbone must be the one the features came from."""
+    import json
+
+    if "backbone" not in features:
+        return
+    stored = json.loads(str(np.asarray(features["backbone"]).reshape(-1)[0]))
+    now = {"name": cfg.name, "image_size": cfg.size, "alpha": cfg.alpha}
+    then = {k: stored.get(k) for k in now}
+    same_weights = str(stored.get("weights")) == str(cfg.weights)
+    if then != now or not same_weights:
+        raise HeadTrainingError(
+            f"The cached features were made with backbone {then} and weights {stored.get('weights')}, but the "
+            f"backbone parameters now say {now} and weights {cfg.weights}. Run "
+            "`kedro run --pipelines=feature_extraction,head_training` with the same backbone.* parameters."
+        )
+
+
+def assemble_classifier(
+    head: Any, backbone: dict[str, Any], features: dict[str, np.ndarray]
+) -> tuple[Any, list[str], dict[str, Any]]:
+    """Backbone + head as one model (0-255 RGB in, probabilities out), class names, and the
+    configuration later pipelines need (input size, backbone, class names, species of each class)."""
+    from transfer_lab.backbones import build_classifier
+
+    cfg = BackboneConfig.from_params(backbone)
+    n_features = int(features["train_features"].shape[1])
+    if int(head.input_shape[-1]) != n_features:
+        raise HeadTrainingError(f"head takes {head.input_shape[-1]} features but the cached ones have {n_features}.")
+    _check_same_backbone(cfg, features)
+    classifier = build_classifier(cfg, head)
+    if int(classifier.get_layer("pool").output.shape[-1]) != n_features:
+        raise HeadTrainingError(
+            f"backbone {cfg.name} (alpha {cfg.alpha}) gives {classifier.get_layer('pool').output.shape[-1]} features "
+            f"but data/04_feature/features.npz holds {n_features}: the features were made with another backbone. "
+            "Run `kedro run --pipelines=feature_extraction,head_training` with the same backbone.* parameters."
+        )
+    class_names = [str(c) for c in features["class_names"]]
+    species = [str(s) for s in features["class_species"]] if "class_species" in features else [""] * len(class_names)
+    config = {
+        "backbone": {"name": cfg.name, "weights": str(cfg.weights), "image_size": cfg.size, "alpha": cfg.alpha},
+        "image_size": cfg.size,
+        "class_names": class_names,
+        "class_species": dict(zip(class_names, species)),
+        "features_cache_key": str(np.asarray(features.get("cache_key", [""])).reshape(-1)[0]),
+    }
+    return classifier, class_names, config
