@@ -331,8 +331,8 @@ class IdealConfig:
 @dataclass
 class IdealResult:
     image: np.ndarray  # uint8 (H, W, 3)
-    logit: float  # final target logit of the saved (whole-pixel) image
-    probability: float
+    logit: float  # final target logit of the saved (whole-pixel) image (a group: log-sum-exp)
+    probability: float  # of the saved image under the model (a group: summed)
     tv_per_pixel: float
     seconds: float
     history: dict[str, list[float]]
@@ -347,7 +347,7 @@ def model_input_size(model: Any) -> tuple[int, int]:
 
 def generate(
     logits_model: Any,
-    class_index: int,
+    class_index: int | Sequence[int],
     config: IdealConfig = IdealConfig(),
     *,
     progress: bool = True,
@@ -355,9 +355,11 @@ def generate(
     log_every: int = 8,
 ) -> IdealResult:
     """An image that ``logits_model`` (0-255 RGB in, pre-softmax scores out) scores high for
-    ``class_index``.
+    ``class_index`` (one class, or a group such as every cat breed).
 
-    Loss = -logit[class] (averaged over ``config.batch`` randomly transformed copies)
+    Loss = -logit[class] (for a group: the log-sum-exp of its logits, i.e. its summed
+    probability up to the softmax normaliser; averaged over ``config.batch`` randomly transformed
+    copies)
     + sum of weight * regulariser(image). Each octave runs its share of ``config.steps`` with Adam.
     """
     import keras
@@ -366,12 +368,13 @@ def generate(
 
     h, w = model_input_size(logits_model)
     n_classes = int(logits_model.output_shape[-1])
-    if not 0 <= int(class_index) < n_classes:
+    targets = sorted({int(i) for i in (class_index if isinstance(class_index, (list, tuple, np.ndarray)) else [class_index])})
+    if not targets or not all(0 <= i < n_classes for i in targets):
         raise IdealError(f"class index {class_index} is out of range for a model with {n_classes} classes.")
     transforms = config.transforms()
     regs = [(REGULARIZERS[k], float(v)) for k, v in config.regularizers.items() if float(v) > 0]
     rng = tf.random.Generator.from_seed(int(config.seed))
-    target = int(class_index)
+    target_t = tf.constant(targets, tf.int32)
 
     sizes = [
         (max(8, round(h / config.octave_scale ** k)), max(8, round(w / config.octave_scale ** k)))
@@ -381,7 +384,7 @@ def generate(
                   for i in range(config.octaves)]
     history: dict[str, list[float]] = {"step": [], "logit": [], "total_variation": []}
     start = time.perf_counter()
-    bar = tqdm(total=config.steps, desc=description or f"ideal image (class {target})", disable=not progress,
+    bar = tqdm(total=config.steps, desc=description or f"ideal image (class {class_index})", disable=not progress,
                leave=False)
     image = None
     done = 0
@@ -401,7 +404,8 @@ def generate(
                 x = tf.tile(full, [config.batch, 1, 1, 1]) if config.batch > 1 else full
                 for t in transforms:
                     x = t(x, rng)
-                logit = tf.reduce_mean(logits_model(x, training=False)[:, target])
+                scores = tf.gather(logits_model(x, training=False), target_t, axis=1)
+                logit = tf.reduce_mean(tf.reduce_logsumexp(scores, axis=1) if len(targets) > 1 else scores[:, 0])
                 loss = -logit
                 for fn, weight in regs:
                     loss = loss + weight * tf.reduce_mean(fn(img))
@@ -427,7 +431,9 @@ def generate(
     logits = np.asarray(logits_model(final[None].astype(np.float32), training=False))[0].astype(np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    return IdealResult(final, float(logits[target]), float(probs[target]), tv_per_pixel(final), seconds, history)
+    top = logits[targets].max()
+    logit = float(top + np.log(np.exp(logits[targets] - top).sum()))
+    return IdealResult(final, logit, float(probs[targets].sum()), tv_per_pixel(final), seconds, history)
 
 
 def class_probabilities(model: Any, image: np.ndarray) -> np.ndarray:

@@ -165,7 +165,7 @@ def test_check_parameters_unknown_class_zero_steps_unknown_layer(make_image, tmp
     with pytest.raises(BackboneError, match=r"visualization.feature_maps.layers: no layer named 'conv9'"):
         check_parameters({**base, "feature_maps": {"image": str(photo), "layers": ["conv9"]}}, {}, names, model)
     plan = check_parameters({**base, "classes": "dog,1,bird"}, {}, names, model)
-    assert [c["index"] for c in plan["classes"]] == [1, 2]
+    assert [c["indices"] for c in plan["classes"]] == [[1], [2]]
 
 
 def test_pipeline_on_a_tiny_classifier(kedro_project, make_image):

@@ -81,17 +81,39 @@ def _second_model_spec(value: Any, backbone: Mapping[str, Any]) -> dict[str, Any
     }
 
 
-def _map_to_imagenet(cls_name: str, class_map: Mapping[str, Any], imagenet_names: list[str]) -> tuple[list[int], str]:
-    """ImageNet classes that stand for one class of the model: from ``class_map`` when given, else
-    the class's own name or group (``cat`` = 281-285, ``dog`` = 151-268), else none."""
+def _species_of(manifest: Any) -> dict[str, str]:
+    """``{class label: species}`` from the manifest (empty when it has none)."""
+    if manifest is None or "species" not in getattr(manifest, "columns", ()) or "label" not in manifest.columns:
+        return {}
+    pairs = manifest[["label", "species"]].dropna().drop_duplicates()
+    return {str(label): str(species).lower() for label, species in pairs.itertuples(index=False) if str(species)}
+
+
+def _map_to_imagenet(members: list[str], class_map: Mapping[str, Any], imagenet_names: list[str],
+                     species: Mapping[str, str]) -> tuple[list[int], str]:
+    """ImageNet classes that stand for a class (or group) of the model: ``class_map`` when given,
+    else the class's own name or group (``cat`` = 281-285, ``dog`` = 151-268), else its species
+    (a breed ImageNet lacks, like Abyssinian, counts as ``cat``), else none."""
     from transfer_lab.attacks import class_set
 
-    if cls_name in class_map:
-        return list(class_set(class_map[cls_name], imagenet_names, f"visualization.second_model.class_map.{cls_name}")), "class_map"
-    try:
-        return list(class_set(cls_name, imagenet_names, "class")), "name"
-    except ValueError:
-        return [], "none"
+    out: list[int] = []
+    how = set()
+    for name in members:
+        if name in class_map:
+            idx, why = class_set(class_map[name], imagenet_names, f"visualization.second_model.class_map.{name}"), "class_map"
+        else:
+            idx, why = (), "none"
+            for key, label in ((name, "name"), (species.get(name), "species")):
+                if not key:
+                    continue
+                try:
+                    idx, why = class_set(key, imagenet_names, "class"), label
+                    break
+                except ValueError:
+                    continue
+        out.extend(i for i in idx if i not in out)
+        how.add(why)
+    return out, "+".join(sorted(how))
 
 
 def check_parameters(
@@ -99,9 +121,16 @@ def check_parameters(
     backbone: Mapping[str, Any],
     class_names: Callable[[], Any],
     classifier: Callable[[], Any],
+    manifest: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Every parameter checked before any long work; returns the run's plan (plain data)."""
-    from transfer_lab.backbones import BackboneConfig, imagenet_class_names, resolve_class
+    """Every parameter checked before any long work; returns the run's plan (plain data).
+
+    A class is a name or index of the model, or a group: on ImageNet ``cat`` (281-285) and
+    ``dog`` (151-268); on a breed classifier ``cat`` / ``dog`` = every breed of that species (from
+    the manifest's species column, when the manifest exists).
+    """
+    from transfer_lab.attacks import class_set
+    from transfer_lab.backbones import BackboneConfig, imagenet_class_names
     from transfer_lab.featuremaps import resolve_layer_names
 
     params = dict(visualization or {})
@@ -127,12 +156,23 @@ def check_parameters(
         names = [str(c) for c in class_names()]
         plan["model_label"] = "classifier (data/06_models/classifier.keras)"
     plan["class_names"] = names
+    species: dict[str, str] = {}
+    if kind == "classifier" and manifest is not None:
+        try:
+            species = _species_of(manifest())
+        except Exception as exc:  # no manifest: no species groups, and the error says so only if one is asked for
+            log.info("visualization: no manifest for species groups (%s)", exc)
+    groups: dict[str, list[int]] = {}
+    for label, sp in species.items():
+        if label in names and sp:
+            groups.setdefault(sp, []).append(names.index(label))
     wanted = _classes_list(params.get("classes"))
     classes: list[dict[str, Any]] = []
     for item in wanted:
-        idx = resolve_class(item, names, "visualization.classes")
-        if idx not in [c["index"] for c in classes]:
-            classes.append({"name": names[idx], "index": idx})
+        idx = list(class_set(item, names, "visualization.classes", groups=groups or None))
+        name = names[idx[0]] if len(idx) == 1 else str(item).strip().lower()
+        if name not in [c["name"] for c in classes]:
+            classes.append({"name": name, "indices": idx, "members": [names[i] for i in idx]})
     plan["classes"] = classes
     plan["compare_unsmoothed"] = bool(params.get("compare_unsmoothed", False))
 
@@ -141,7 +181,8 @@ def check_parameters(
         inames = imagenet_class_names(second["labels"])
         second["targets"] = {}
         for c in classes:
-            idx, how = _map_to_imagenet(c["name"], second["class_map"], inames)
+            members = [c["name"]] if kind == "imagenet" or c["name"] in second["class_map"] else c["members"]
+            idx, how = _map_to_imagenet(members, second["class_map"], inames, species)
             second["targets"][c["name"]] = {"indices": idx, "names": [inames[i] for i in idx], "mapped_by": how}
             if not idx:
                 log.warning("visualization: class %r has no ImageNet counterpart for the second model; add it to "
@@ -227,9 +268,9 @@ def generate_ideal_images(plan: Mapping[str, Any], classifier: Callable[[], Any]
     }
     titles = []
     for c in tqdm(plan["classes"], desc="ideal images", unit="class"):
-        res = ideal.generate(logits, c["index"], config, description=f"ideal {c['name']}")
+        res = ideal.generate(logits, c["indices"], config, description=f"ideal {c['name']}")
         entry: dict[str, Any] = {
-            "index": c["index"],
+            "index": c["indices"][0] if len(c["indices"]) == 1 else c["indices"],
             "probability": round(res.probability, 6),
             "logit": round(res.logit, 4),
             "tv_per_pixel": round(res.tv_per_pixel, 4),
@@ -251,7 +292,7 @@ def generate_ideal_images(plan: Mapping[str, Any], classifier: Callable[[], Any]
             else:
                 entry["second_model"] = {"classes": [], "note": "no ImageNet counterpart; set visualization.second_model.class_map"}
         if plan.get("compare_unsmoothed"):
-            base = ideal.generate(logits, c["index"], config.without_smoothness(), description=f"{c['name']} (no TV/L2)")
+            base = ideal.generate(logits, c["indices"], config.without_smoothness(), description=f"{c['name']} (no TV/L2)")
             entry["unsmoothed"] = {"probability": round(base.probability, 6), "tv_per_pixel": round(base.tv_per_pixel, 4),
                                    "seconds": round(base.seconds, 2)}
             entry["tv_ratio"] = round(res.tv_per_pixel / max(base.tv_per_pixel, 1e-9), 4)

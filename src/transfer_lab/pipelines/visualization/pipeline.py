@@ -10,7 +10,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 check_parameters,
-                inputs=["params:visualization", "params:backbone", "visualization_class_names", "visualization_classifier"],
+                inputs=["params:visualization", "params:backbone", "visualization_class_names", "visualization_classifier",
+                        "visualization_manifest"],
                 outputs="visualization_plan",
                 name="check_parameters",
             ),
