@@ -1,2 +1,6 @@
 """adversarial: FGSM / PGD attacks in pixel space under an L-inf budget, robustness curves,
 transfer to a second model; the attacks themselves are in :mod:`transfer_lab.attacks`."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -212,7 +212,8 @@ def check_parameters(
         "max_images": _as_int(params.get("max_images"), "adversarial.max_images", minimum=1),
         "max_panels": _as_int(params.get("max_panels", 16), "adversarial.max_panels", minimum=0, allow_none=False),
         "robustness": {"budgets": budgets, "max_images": _as_int(rob.get("max_images", 200), "adversarial.robustness.max_images", minimum=1),
-                       "attack": rob_cfg.describe() | {"batch_size": rob_cfg.batch_size, "seed": rob_cfg.seed}},
+                       # step_size stays as given (null: epsilon/4 of each budget)
+                       "attack": rob_cfg.describe() | {"step_size": rob_cfg.step_size, "batch_size": rob_cfg.batch_size, "seed": rob_cfg.seed}},
         "transfer": transfer or None,
     }
     what = f"targeted -> {target} (classes {target_set[:8]}{'...' if len(target_set) > 8 else ''})" if target_set else "untargeted"
@@ -344,8 +345,10 @@ def robustness_curve(plan: Mapping[str, Any], manifest: pd.DataFrame, classifier
         accuracy.append(float((~res.success).sum() / len(x)))
         seconds.append(float(res.seconds))
         log.info("Robust accuracy at eps=%g/255: %.3f (%d images, %.1f s).", eps, accuracy[-1], len(x), res.seconds)
+    attack_desc = {k: v for k, v in rob["attack"].items() if k not in ("epsilon", "step_size")}
+    attack_desc["step_size"] = "epsilon/4 (at least 0.25)" if rob["attack"].get("step_size") is None else rob["attack"]["step_size"]
     return {"budgets": list(rob["budgets"]), "accuracy": accuracy, "n_images": len(x), "seconds": seconds,
-            "attack": rob["attack"]}
+            "attack": attack_desc}
 
 
 # ------------------------------------------------------------------------------------------
@@ -461,6 +464,8 @@ def report(
         "success_rate_in_loop": float(np.mean(records["loop_success"])) if n else 0.0,
         "readback_agreement": float(np.mean(success == np.asarray(records["loop_success"]))) if n else 1.0,
         "already_successful": int(already.sum()),
+        # among the images the model did not already put in the goal set
+        "success_rate_attacked": float(success[~already].mean()) if (~already).any() else None,
         "linf_mean": float(linf.mean()) if n else 0.0,
         "linf_max": float(linf.max()) if n else 0.0,
         "l2_mean": float(l2.mean()) if n else 0.0,
