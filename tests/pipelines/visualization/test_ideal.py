@@ -164,7 +164,7 @@ def test_check_parameters_unknown_class_zero_steps_unknown_layer(make_image, tmp
     photo = make_image(tmp_path / "p.jpg", size=(40, 40))
     with pytest.raises(BackboneError, match=r"visualization.feature_maps.layers: no layer named 'conv9'"):
         check_parameters({**base, "feature_maps": {"image": str(photo), "layers": ["conv9"]}}, {}, names, model)
-    plan = check_parameters({**base, "classes": "dog,1,bird"}, {}, names, model)
+    plan = check_parameters({**base, "classes": "dog+1+bird"}, {}, names, model)
     assert [c["indices"] for c in plan["classes"]] == [[1], [2]]
 
 

@@ -31,8 +31,11 @@ def _classes_list(value: Any) -> list[Any]:
             "visualization.classes is empty: name one class or a list, e.g. --params visualization.classes=zebra "
             "(a class name or index of the model chosen by visualization.model)."
         )
-    if isinstance(value, str) and "," in value:  # --params visualization.classes=zebra,tabby
-        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str) and any(sep in value for sep in ",;+"):
+        # on the command line: --params "visualization.classes=zebra+tabby" (kedro splits --params at commas)
+        import re
+
+        return [v.strip() for v in re.split(r"[,;+]", value) if v.strip()]
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
