@@ -134,6 +134,19 @@ class JSONDataset(_FileDataset):
         self._log()
 
 
+class TextDataset(_FileDataset):
+    """A text file (Markdown report), also logged to MLflow."""
+
+    def load(self) -> str:
+        self._check("File")
+        return self._filepath.read_text()
+
+    def save(self, data: str) -> None:
+        with atomic_path(self._filepath) as tmp:
+            tmp.write_text(data)
+        self._log()
+
+
 class FigureDataset(_FileDataset):
     """One PNG: a matplotlib Figure, a PIL image or an (H, W, 3) 0-255 array."""
 
