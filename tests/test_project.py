@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ("data_ingestion", "feature_extraction", "head_training", "evaluation", "fine_tuning",
-             "visualization", "adversarial")
+             "visualization", "adversarial", "reporting")
 
 
 def _registry():
