@@ -1,0 +1,120 @@
+"""head_training: parameters, a seeded head on separable features, the classifier it assembles,
+and the pipeline + evaluation in-process on a tiny random-weight backbone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from transfer_lab.backbones import BackboneConfig, build_feature_extractor
+from transfer_lab.pipelines.head_training.nodes import (
+    HeadTrainingError,
+    assemble_classifier,
+    evaluate_head,
+    train_head,
+    validate_parameters,
+)
+
+BACKBONE = {"name": "mobilenet_v2", "weights": "none", "image_size": 32, "alpha": 0.35}
+CLASSES = ["ant", "bee", "cow", "dog"]
+
+
+def blobs(n_per_class=(12, 4, 4), dim=1280, seed=0, flip=True):
+    """Separable Gaussian blobs, one per class, as features.npz would hold them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (len(CLASSES), dim)).astype(np.float32)
+    out = {"class_names": np.asarray(CLASSES), "class_species": np.asarray(["", "", "", "dog"])}
+    for split, n in zip(("train", "val", "test"), n_per_class):
+        y = np.repeat(np.arange(len(CLASSES)), n).astype(np.int32)
+        out[f"{split}_features"] = (centres[y] + rng.normal(0, 1.5, (len(y), dim))).astype(np.float32)
+        out[f"{split}_labels"] = y
+        if flip and split != "test":
+            out[f"{split}_features_flip"] = (centres[y] + rng.normal(0, 1.5, (len(y), dim))).astype(np.float32)
+    return out
+
+
+def test_bad_parameters_name_the_parameter():
+    for bad, name in [({"dropout": 1.0}, "dropout"), ({"learning_rate": 0}, "learning_rate"),
+                      ({"epochs": 2.5}, "epochs"), ({"class_weight": "yes"}, "class_weight"),
+                      ({"batch_size": "big"}, "batch_size")]:
+        with pytest.raises(HeadTrainingError, match=f"head_training.{name}"):
+            validate_parameters(BACKBONE, bad)
+    with pytest.raises(HeadTrainingError, match="Unknown head_training parameter"):
+        validate_parameters(BACKBONE, {"dropuot": 0.1})
+
+
+def test_head_learns_is_seeded_and_refits():
+    feats = blobs()
+    config = validate_parameters(BACKBONE, {"epochs": 30, "patience": 5})
+    head, history = train_head(feats, config)
+    metrics, cm_fig, curves = evaluate_head(head, feats, history)
+    assert metrics["accuracy"] >= 0.9 and metrics["top3_accuracy"] == 1.0 and metrics["n_test"] == 16
+    assert set(metrics["per_class"]) == set(CLASSES)
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 16
+    assert "val_loss" in history and 1 <= len(history["loss"]) <= 30
+    head2, history2 = train_head(feats, config)
+    assert history2 == history
+    for a, b in zip(head.get_weights(), head2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # without the refit, a different head (trained on train only)
+    head3, _ = train_head(feats, {**config, "refit_on_val": False})
+    assert not np.array_equal(head3.get_weights()[0], head.get_weights()[0])
+
+
+def test_one_class_is_refused():
+    feats = blobs()
+    feats["class_names"] = np.asarray(["ant"])
+    with pytest.raises(HeadTrainingError, match="two or more"):
+        train_head(feats, validate_parameters(BACKBONE, {"epochs": 1}))
+
+
+def test_classifier_is_backbone_plus_head():
+    cfg = BackboneConfig.from_params(BACKBONE)
+    feats = blobs(dim=1280)
+    head, _ = train_head(feats, validate_parameters(BACKBONE, {"epochs": 3}))
+    classifier, names, config = assemble_classifier(head, BACKBONE, feats)
+    assert names == CLASSES and config["image_size"] == 32 and config["class_species"]["dog"] == "dog"
+    images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    extractor = build_feature_extractor(cfg, backbone=classifier.get_layer("backbone"))
+    expected = head.predict(extractor.predict(images, verbose=0), verbose=0)
+    np.testing.assert_allclose(classifier.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-5)
+    assert classifier.get_layer("logits") is not None
+    feats["backbone"] = np.asarray([json.dumps({**BACKBONE, "image_size": 64, "weights_id": "none"})])
+    with pytest.raises(HeadTrainingError, match="same backbone"):
+        assemble_classifier(head, BACKBONE, feats)
+
+
+def test_head_training_then_evaluation_pipelines(tmp_path, make_image, kedro_project):
+    from ..feature_extraction.tiny import make_photos
+
+    np.savez(kedro_project.out("data/04_feature/features.npz"), **blobs())
+    params = {f"backbone.{k}": v for k, v in BACKBONE.items()}
+    kedro_project.run("head_training", {**params, "head_training.epochs": 20})
+    metrics = json.loads(kedro_project.out("data/08_reporting/head_metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9 and metrics["n_test"] == 16 and "top3_accuracy" in metrics
+    for f in ("06_models/classifier.keras", "06_models/head.keras", "08_reporting/head_confusion_matrix.png",
+              "08_reporting/head_training_curves.png"):
+        assert kedro_project.out(f"data/{f}").stat().st_size > 1000, f
+    assert json.loads(kedro_project.out("data/06_models/class_names.json").read_text()) == CLASSES
+    config = json.loads(kedro_project.out("data/06_models/classifier_config.json").read_text())
+    assert config["image_size"] == 32 and config["backbone"]["name"] == "mobilenet_v2"
+
+    # evaluation on a folder with one class the model knows, one it does not, and an unlabelled photo
+    src = tmp_path / "new"
+    make_photos(src, make_image, classes=("ant", "cow"), n=3)
+    (src / "cow").rename(src / "zebra")
+    make_image(src / "loose.jpg")
+    (src / "ant" / "broken.jpg").write_bytes(b"not an image")
+    kedro_project.run("evaluation", {"evaluation.source": str(src), "evaluation.layout": "folders"})
+    report = json.loads(kedro_project.out("data/08_reporting/evaluation.json").read_text())
+    assert report["n"] == 3 and report["n_unknown_label"] == 3 and report["unknown_labels"] == {"zebra": 3}
+    assert report["n_rejected"] == 1 and report["n_unlabelled"] == 1
+    assert report["per_class"]["ant"]["support"] == 3 and 0 <= report["accuracy"] <= 1
+    preds = pd.read_csv(kedro_project.out("data/08_reporting/predictions.csv"), keep_default_na=False)
+    assert len(preds) == 8 and {"top1_class", "top1_prob", "top3_class", "top3_prob"} <= set(preds.columns)
+    ok = preds[preds.error == ""]
+    assert set(ok.top1_class) <= set(CLASSES) and np.all(ok.top1_prob >= ok.top2_prob)
+    assert kedro_project.out("data/08_reporting/evaluation_mistakes.png").stat().st_size > 500
