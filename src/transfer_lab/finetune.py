@@ -431,6 +431,7 @@ class ResumableBest(_keras_callback_base()):  # type: ignore[misc]
         self.wait = 0
         self.resumed_from = 0
         self.epoch_seconds: list[float] = []
+        self.train_seconds: list[float] = []
         self.stopped_epoch: int | None = None
 
     def _better(self, value: float) -> bool:
@@ -445,6 +446,7 @@ class ResumableBest(_keras_callback_base()):  # type: ignore[misc]
             state = json.loads(self.state_path.read_text())
             self.history = {k: v[:start] for k, v in state["history"].items()}
             self.epoch_seconds = state.get("epoch_seconds", [])[:start]
+            self.train_seconds = state.get("train_seconds", [])[:start]
             self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
             if self.best_epoch >= start:  # crashed between our save and the Keras backup
                 self.best, self.best_epoch = None, -1
@@ -456,6 +458,11 @@ class ResumableBest(_keras_callback_base()):  # type: ignore[misc]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
+        self._t_train = None
+
+    def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
+        if getattr(self, "_t_train", 0) is None:
+            self._t_train = time.perf_counter() - self._t0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -464,6 +471,7 @@ class ResumableBest(_keras_callback_base()):  # type: ignore[misc]
         for k, v in logs.items():
             self.history.setdefault(k, []).append(float(v))
         self.epoch_seconds.append(time.perf_counter() - self._t0)
+        self.train_seconds.append(self._t_train if self._t_train is not None else self.epoch_seconds[-1])
         value = logs.get(self.monitor)
         if value is None:
             raise FineTuneError(f"fine_tuning.monitor={self.monitor!r} was not computed (is there a validation split?).")
@@ -478,7 +486,8 @@ class ResumableBest(_keras_callback_base()):  # type: ignore[misc]
                 self.model.stop_training = True
                 self.stopped_epoch = epoch
         write_json(self.state_path, {
-            "history": self.history, "epoch_seconds": self.epoch_seconds, "best": self.best,
+            "history": self.history, "epoch_seconds": self.epoch_seconds, "train_seconds": self.train_seconds,
+            "best": self.best,
             "best_epoch": self.best_epoch, "wait": self.wait, "epoch": epoch + 1,
         })
 
@@ -548,6 +557,7 @@ def fit_resumable(
         "best_" + cfg.monitor: best.best,
         "stopped_early": best.stopped_epoch is not None,
         "epoch_seconds": best.epoch_seconds,
+        "train_seconds": best.train_seconds,
         "fit_seconds_this_call": time.perf_counter() - t0,
     }
     shutil.rmtree(backup_dir, ignore_errors=True)
@@ -573,6 +583,12 @@ def is_finetuned_file(path: str | Path) -> bool:
 def mark_finetuned(model: Any) -> None:
     if not model.name.endswith(FINETUNED_SUFFIX):
         model.name = model.name + FINETUNED_SUFFIX
+
+
+def _is_chief() -> bool:
+    from transfer_lab.distribute import is_chief
+
+    return is_chief()
 
 
 def _kedro_dataset_base():
@@ -611,6 +627,8 @@ class HeadClassifierDataset(_kedro_dataset_base()):  # type: ignore[misc]
                     "Run `kedro run --pipelines=head_training` first, then fine_tuning."
                 )
             source = self._head_copy
+        elif not _is_chief():  # multi-worker training: only the chief writes files
+            source = self._filepath
         else:
             with atomic_path(self._head_copy, suffix=".tmp.keras") as tmp:
                 shutil.copyfile(self._filepath, tmp)

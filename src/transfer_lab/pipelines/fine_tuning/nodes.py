@@ -53,19 +53,31 @@ def validate_parameters(params: dict[str, Any], backbone: dict[str, Any]) -> dic
     keras.backend.clear_session()
     log.info("fine_tuning: unfreezing %s (BatchNorm stays frozen), learning rate %g.", selection["description"],
              cfg.learning_rate)
-    return {"fine_tuning": cfg.to_dict(), "backbone_name": bcfg.name}
+    return {"fine_tuning": cfg.to_dict(), "backbone_name": bcfg.name, "unfreeze_selection": selection["description"]}
 
 
 def fine_tune(
-    head_classifier: Any, manifest: pd.DataFrame, class_names: list[str], config: dict[str, Any]
+    head_classifier: Any,
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    classifier_config: dict[str, Any],
+    config: dict[str, Any],
+    runtime: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
     """Fine-tune the head-only classifier; returns the fine-tuned classifier (best validation
     epoch), its per-epoch history and a training summary."""
     from transfer_lab.runtime import set_seed
 
     cfg = FineTuneConfig.from_dict(config["fine_tuning"])
+    backbone_name = str((classifier_config or {}).get("backbone", {}).get("name") or config["backbone_name"])
+    if backbone_name != config["backbone_name"]:
+        log.warning("The classifier was built on %s but backbone.name is %s: unfreezing by %s's blocks.",
+                    backbone_name, config["backbone_name"], backbone_name)
     set_seed(cfg.seed)
-    model = head_classifier
+    from transfer_lab.distribute import setup_runtime, worker_path
+
+    rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)
+    model = rt.replicate(head_classifier)  # rebuilt inside the strategy's scope when distributed
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
         raise FineTuneError(
@@ -76,21 +88,24 @@ def fine_tune(
     size = int(model.input_shape[1])
     start_fp = weights_fingerprint(model)
 
-    selection = unfreeze_top(model, config["backbone_name"], cfg.unfreeze)
-    log.info("Unfroze %s: %d of %d parameters trainable, %d BatchNorm layers kept frozen.",
-             selection["description"], selection["trainable_params"], selection["total_params"],
-             selection["n_batchnorm_frozen"])
-    trainer = training_model(model, cfg.augmentation, cfg.seed)
-    compile_for_fine_tuning(trainer, cfg.learning_rate, cfg.jit_compile)
+    with rt.scope():
+        selection = unfreeze_top(model, backbone_name, cfg.unfreeze)
+        log.info("Unfroze %s: %d of %d parameters trainable, %d BatchNorm layers kept frozen.",
+                 selection["description"], selection["trainable_params"], selection["total_params"],
+                 selection["n_batchnorm_frozen"])
+        trainer = training_model(model, cfg.augmentation, cfg.seed)
+        compile_for_fine_tuning(trainer, cfg.learning_rate,
+                                cfg.jit_compile if cfg.jit_compile != "auto" else rt.jit_compile)
+    batch = rt.global_batch(cfg.batch_size)  # fine_tuning.batch_size is per replica
 
     train_paths, train_y = data["train"]
     val_paths, val_y = data["val"]
     key = backup_key(config, start_fp, size, list(class_names), train_paths, train_y.tolist(), val_paths, val_y.tolist())
-    backup = f"{cfg.backup_dir.rstrip('/')}/{key}"
-    train_ds = train_dataset(train_paths, train_y, image_size=size, batch_size=cfg.batch_size, seed=cfg.seed,
-                             cache=cfg.cache_images)
-    val_ds = eval_dataset(val_paths, val_y, image_size=size, batch_size=cfg.batch_size, cache=cfg.cache_images)
-    steps = int(np.ceil(len(train_paths) / cfg.batch_size))
+    backup = str(worker_path(f"{cfg.backup_dir.rstrip('/')}/{key}", rt))  # non-chief workers: a private folder
+    train_ds = rt.shard(train_dataset(train_paths, train_y, image_size=size, batch_size=batch, seed=cfg.seed,
+                                      cache=cfg.cache_images))
+    val_ds = rt.shard(eval_dataset(val_paths, val_y, image_size=size, batch_size=batch, cache=cfg.cache_images))
+    steps = int(np.ceil(len(train_paths) / batch))
     log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
              len(train_paths), len(val_paths), size, cfg.epochs, backup)
     info = fit_resumable(trainer, train_ds, val_ds, cfg, backup,
@@ -101,6 +116,9 @@ def fine_tune(
     refreeze(model)
     mark_finetuned(model)
     secs = info["epoch_seconds"]
+    train_secs = info["train_seconds"]
+    # the first epoch also decodes the photos and compiles the graph: time the later ones when there are
+    steady = train_secs[1:] or train_secs
     summary = {
         "unfreeze": str(cfg.unfreeze),
         "unfrozen_layers": selection["n_layers"],
@@ -119,8 +137,10 @@ def fine_tune(
         "stopped_early": info["stopped_early"],
         "resumed_from_epoch": info["resumed_from_epoch"],
         "seconds_per_epoch": float(np.median(secs)) if secs else float("nan"),
-        "train_images_per_second": float(len(train_paths) / np.median(secs)) if secs else float("nan"),
+        "train_seconds_per_epoch": float(np.median(steady)) if steady else float("nan"),
+        "train_images_per_second": float(len(train_paths) / np.median(steady)) if steady else float("nan"),
         "epoch_seconds": [float(s) for s in secs],
+        "train_seconds": [float(s) for s in train_secs],
     }
     return model, history, summary
 
@@ -155,7 +175,7 @@ def evaluate(
     ft_probs = predict(finetuned_classifier, paths, image_size=size, batch_size=cfg.batch_size, desc="Test (fine-tuned)")
     head_report = classification_report(y, head_probs, class_names)
     ft_report = classification_report(y, ft_probs, class_names)
-    metrics = {**ft_report, "fine_tuning": {k: v for k, v in summary.items() if k != "epoch_seconds"}}
+    metrics = {**ft_report, "fine_tuning": dict(summary)}
 
     head_s, ft_s = _scalars(head_report), _scalars(ft_report)
     comparison = {

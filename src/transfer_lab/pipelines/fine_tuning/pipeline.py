@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(validate_parameters, ["params:fine_tuning", "params:backbone"], "fine_tuning_config",
                  name="validate_parameters"),
-            node(fine_tune, ["head_classifier", "manifest", "class_names", "fine_tuning_config"],
+            node(fine_tune, ["head_classifier", "manifest", "class_names", "classifier_config", "fine_tuning_config",
+                            "params:runtime"],
                  ["finetuned_classifier", "finetune_history", "finetune_summary"], name="fine_tune"),
             node(evaluate,
                  ["head_classifier", "finetuned_classifier", "manifest", "class_names", "fine_tuning_config",

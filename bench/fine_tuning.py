@@ -1,0 +1,150 @@
+"""Fine-tuning against its baseline, the head-only classifier, on ../shared photos.
+
+Runs data_ingestion -> feature_extraction -> head_training -> fine_tuning in a throw-away copy of
+this project (nothing is written into the checkout), then prints the head-only and fine-tuned test
+figures, their ratio, and the fine-tuning speed (with the machine's load, since the CPU may be shared).
+
+    python bench/fine_tuning.py --dataset cats_dogs --size 224
+    python bench/fine_tuning.py --dataset oxford --size 224
+    python bench/fine_tuning.py --dataset cats_dogs --size 160 --epochs 1   # speed: one epoch at 160 px
+
+``--workdir`` keeps the project copy; ``--skip-head`` re-runs fine_tuning only on an existing one
+(the head-only classifier is reused: fine_tuning always starts from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TRANSFER_LAB_SHARED", ROOT.parent / "shared")).resolve()
+DATASETS = {
+    "cats_dogs": (SHARED / "data" / "PetImages", "species"),
+    "oxford": (SHARED / "data" / "oxford-iiit-pet", "breed"),
+}
+
+
+def run(project: Path, pipelines: list[str], params: dict) -> float:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    old = Path.cwd()
+    os.chdir(project)
+    t0 = time.perf_counter()
+    try:
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project, runtime_params=params) as session:
+            session.run(pipeline_names=pipelines)
+    finally:
+        os.chdir(old)
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    return time.perf_counter() - t0
+
+
+def nest(flat: dict) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        cur = out
+        *parents, last = key.split(".")
+        for p in parents:
+            cur = cur.setdefault(p, {})
+        cur[last] = value
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="cats_dogs")
+    ap.add_argument("--source", default=None, help="another photo folder (with --labels) instead of --dataset")
+    ap.add_argument("--labels", default=None)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--unfreeze", default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--workdir", default=None, help="keep the project copy here (default: a temp folder, removed)")
+    ap.add_argument("--skip-head", action="store_true", help="reuse data, features and head of --workdir")
+    ap.add_argument("--set", action="append", default=[], help="extra fine_tuning params, e.g. --set monitor=val_accuracy")
+    args = ap.parse_args()
+
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    source, labels = DATASETS[args.dataset]
+    if args.source:
+        source, labels = Path(args.source).resolve(), args.labels or labels
+    weights = SHARED / "weights" / "mobilenet_v2_1.0_imagenet_no_top.weights.h5"
+    tmp = None
+    if args.workdir:
+        project = Path(args.workdir).resolve()
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_fine_tuning_"))
+        project = tmp / "project"
+    if (project / "conf").exists():
+        shutil.rmtree(project / "conf")
+    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("credentials*", "local"))
+    (project / "conf" / "local").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    (project / "src").mkdir(exist_ok=True)  # the package itself is installed (editable)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+
+    params = {
+        "data.source": str(source), "data.labels": labels,
+        "backbone.weights": str(weights), "backbone.image_size": args.size,
+    }
+    ft = {"epochs": args.epochs, "unfreeze": args.unfreeze, "learning_rate": args.lr, "batch_size": args.batch_size}
+    for k, v in ft.items():
+        if v is not None:
+            params[f"fine_tuning.{k}"] = int(v) if isinstance(v, str) and v.isdigit() else v
+    for item in args.set:
+        k, v = item.split("=", 1)
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            pass
+        params[f"fine_tuning.{k}"] = v
+    params = nest(params)
+
+    load_before = os.getloadavg()
+    t_head = 0.0
+    if not args.skip_head:
+        t_head = run(project, ["data_ingestion", "feature_extraction", "head_training"], params)
+    t_ft = run(project, ["fine_tuning"], params)
+    load_after = os.getloadavg()
+
+    comp = json.loads((project / "data/08_reporting/finetune_comparison.json").read_text())
+    metrics = json.loads((project / "data/08_reporting/finetune_metrics.json").read_text())
+    s = metrics["fine_tuning"]
+    head, tuned = comp["head_only"], comp["fine_tuned"]
+    print()
+    print(f"dataset {args.dataset} ({labels}), {args.size} px, test n={comp['n_test']}, train n={s['n_train']}")
+    print(f"fine-tuning: unfreeze={s['unfreeze']} ({s['unfrozen_layers']} layers from {s['first_unfrozen_layer']}), "
+          f"lr {s['learning_rate']:g}->{s['final_learning_rate']:g}, epochs run {s['epochs_run']} (best {s['best_epoch']})")
+    print(f"{'metric':<15}{'head only':>11}{'fine-tuned':>12}{'ratio':>8}")
+    for k in ("accuracy", "top3_accuracy", "macro_f1"):
+        if k in head and k in tuned:
+            print(f"{k:<15}{head[k]:>11.4f}{tuned[k]:>12.4f}{tuned[k] / head[k] if head[k] else float('nan'):>8.3f}")
+    err_h, err_f = 1 - head["accuracy"], 1 - tuned["accuracy"]
+    print(f"test errors: head only {round(err_h * comp['n_test'])}, fine-tuned {round(err_f * comp['n_test'])}")
+    print(f"speed: {s['train_seconds_per_epoch']:.1f} s per training epoch over {s['n_train']} photos "
+          f"({s['train_images_per_second']:.1f} img/s -> {1000 / s['train_images_per_second']:.0f} s per 1,000 photos); "
+          f"per-epoch train seconds {[round(x, 1) for x in s.get('train_seconds', [])] or 'n/a'}")
+    print(f"wall: head pipelines {t_head:.0f} s, fine_tuning pipeline {t_ft:.0f} s; "
+          f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} cores")
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"project kept in {project}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
