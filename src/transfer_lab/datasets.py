@@ -259,6 +259,31 @@ def log_keras_model(model: Any, name: str) -> None:
         mlflow.keras.log_model(model, name=name, signature=signature, input_example=example)
 
 
+class LazyDataset(AbstractDataset):
+    """Wraps any dataset (``dataset:`` as in the catalog) and loads as a zero-argument loader,
+    so a node can take a file it only sometimes needs (the trained classifier when a ``model``
+    parameter says ``imagenet``); the missing-file error with its hint comes only when it is called."""
+
+    def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None):
+        from kedro.io.core import parse_dataset_definition
+
+        cls, kwargs = parse_dataset_definition(dict(dataset))
+        self._inner = cls(**kwargs)
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return self._inner.load
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("LazyDataset is read-only: save through the wrapped dataset's own catalog entry.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dataset": self._inner._describe()}
+
+    def _exists(self) -> bool:
+        return self._inner.exists()
+
+
 def _safe_name(name: str) -> str:
     return "".join(c if (c.isalnum() or c in "-_.") else "_" for c in str(name)) or "image"
 
