@@ -241,12 +241,12 @@ class IdealConfig:
     """Everything that shapes one ideal image; built from ``visualization`` parameters by
     :meth:`from_params`."""
 
-    steps: int = 256
+    steps: int = 192
     learning_rate: float = 0.05
     seed: int = 42
     parameterization: str = "fourier"  # fourier | pixel
     decorrelate_colour: bool = True
-    regularizers: Mapping[str, float] = field(default_factory=lambda: {"total_variation": 1.0, "l2": 0.0})
+    regularizers: Mapping[str, float] = field(default_factory=lambda: {"total_variation": 1.5, "l2": 0.0})
     jitter: int = 8
     scale: tuple[float, float] = (0.9, 1.1)
     rotate: float = 10.0

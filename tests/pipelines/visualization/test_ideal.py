@@ -124,6 +124,19 @@ def test_target_probability_rises_on_a_tiny_model():
     assert octave.image.shape == (32, 32, 3) and octave.probability > 0.9
 
 
+def test_group_target_raises_the_summed_probability():
+    from transfer_lab.backbones import logits_model
+
+    model = colour_model()
+    res = ideal.generate(logits_model(model), [0, 1], IdealConfig(steps=30, learning_rate=0.5, jitter=2, regularizers={"total_variation": 0.01}),
+                         progress=False)
+    probs = np.asarray(model(res.image[None].astype(np.float32)))[0]
+    assert res.probability == pytest.approx(probs[0] + probs[1], abs=1e-4)
+    assert res.probability > 0.9 > 2 / 3  # above the grey image's 2/3
+    with pytest.raises(IdealError, match="out of range"):
+        ideal.generate(logits_model(model), [5], IdealConfig(steps=1), progress=False)
+
+
 def test_tv_weight_makes_images_smoother():
     from transfer_lab.backbones import logits_model
 

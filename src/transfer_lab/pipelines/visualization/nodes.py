@@ -288,7 +288,9 @@ def generate_ideal_images(plan: Mapping[str, Any], classifier: Callable[[], Any]
                 p2, rank = ideal.group_rank(probs, target["indices"])
                 top = int(np.argmax(probs))
                 entry["second_model"] = {
-                    "classes": target["names"], "probability": round(p2, 6), "rank": rank,
+                    "classes": target["names"] if len(target["names"]) <= 10
+                    else f"{len(target['names'])} ImageNet classes ({', '.join(target['names'][:3])}, ...)",
+                    "probability": round(p2, 6), "rank": rank,
                     "top5": rank <= 5, "top_class": second_spec["imagenet_names"][top],
                 }
                 title += f"\n2nd model: p={p2:.2f} rank {rank}"
