@@ -40,10 +40,19 @@ log = logging.getLogger(__name__)
 COMPARED = ("accuracy", "top3_accuracy", "macro_f1")
 
 
-def validate_parameters(params: dict[str, Any], backbone: dict[str, Any]) -> dict[str, Any]:
+def validate_parameters(
+    params: dict[str, Any], backbone: dict[str, Any], head_training: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Fail at once on bad ``fine_tuning.*`` parameters, including an ``unfreeze`` that the
     backbone's architecture cannot satisfy (checked on a weightless copy of it)."""
     cfg = FineTuneConfig.from_params(params)
+    if (head_training or {}).get("refit_on_val", False):
+        log.warning(
+            "head_training.refit_on_val is true: the head-only classifier was refitted on train + val, so the "
+            "validation photos that fine-tuning monitors (early stopping, learning-rate reduction, best epoch) "
+            "are not unseen. For a clean validation signal run head_training with "
+            "--params head_training.refit_on_val=false before fine_tuning."
+        )
     bcfg = BackboneConfig.from_params(backbone or {})
     import keras
 
@@ -53,7 +62,12 @@ def validate_parameters(params: dict[str, Any], backbone: dict[str, Any]) -> dic
     keras.backend.clear_session()
     log.info("fine_tuning: unfreezing %s (BatchNorm stays frozen), learning rate %g.", selection["description"],
              cfg.learning_rate)
-    return {"fine_tuning": cfg.to_dict(), "backbone_name": bcfg.name, "unfreeze_selection": selection["description"]}
+    return {
+        "fine_tuning": cfg.to_dict(),
+        "backbone_name": bcfg.name,
+        "unfreeze_selection": selection["description"],
+        "head_refit_on_val": bool((head_training or {}).get("refit_on_val", False)),
+    }
 
 
 def fine_tune(

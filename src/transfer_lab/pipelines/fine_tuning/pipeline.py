@@ -6,7 +6,8 @@ from .nodes import evaluate, fine_tune, validate_parameters
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            node(validate_parameters, ["params:fine_tuning", "params:backbone"], "fine_tuning_config",
+            node(validate_parameters, ["params:fine_tuning", "params:backbone", "params:head_training"],
+                 "fine_tuning_config",
                  name="validate_parameters"),
             node(fine_tune, ["head_classifier", "manifest", "class_names", "classifier_config", "fine_tuning_config",
                             "params:runtime"],
