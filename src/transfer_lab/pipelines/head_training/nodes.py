@@ -18,13 +18,13 @@ class HeadTrainingError(ValueError):
 
 
 _DEFAULTS: dict[str, Any] = {
-    "dropout": 0.2,
-    "l2": 1e-4,
-    "learning_rate": 1e-3,
+    "dropout": 0.0,
+    "l2": 1e-3,
+    "learning_rate": 1e-2,
     "label_smoothing": 0.0,
-    "batch_size": 32,
-    "epochs": 200,
-    "patience": 10,
+    "batch_size": 2048,
+    "epochs": 1000,
+    "patience": 50,
     "class_weight": True,
     "flip_augment": True,
     "refit_on_val": True,
