@@ -235,7 +235,7 @@ class Runtime:
 
     def log(self) -> None:
         """Print the runtime and log it to the active MLflow run (params ``runtime.*`` + tags)."""
-        log.info("Runtime: %s", self.summary())
+        log.debug("Runtime: %s", self.summary())
         from transfer_lab import tracking
 
         d = self.describe()
@@ -359,7 +359,10 @@ def setup_runtime(params: Mapping[str, Any] | RuntimeConfig | None = None, *, lo
                     "mixed_bfloat16 there.")
     _apply_policy(precision)
     n_workers = n_tasks if name == "multi_worker" else 1
-    devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpu_names else "CPU")]
+    if name == "multi_worker":  # this worker's own devices (listing them first would initialise TF too early)
+        devices = list(strategy.extended.worker_devices)
+    else:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpu_names else "CPU")]
     device = ("GPU: " + ", ".join(gpu_names)) if gpu_names else f"CPU ({os.cpu_count()} cores, {len(devices)} logical device(s))"
     rt = Runtime(
         config=cfg, strategy=strategy, strategy_name=name, replicas=replicas, workers=n_workers,
@@ -379,9 +382,53 @@ def _apply_policy(precision: str) -> None:
         keras.mixed_precision.set_global_policy(precision)
 
 
+_KERAS_PATCHED = False
+
+
+def _keras_multi_worker_fixes() -> None:
+    """Work around two Keras 3 bugs that stop ``fit`` under MultiWorkerMirroredStrategy
+    (https://github.com/keras-team/keras/issues/20585), in this process only:
+
+    - ``_maybe_symbolic_build`` all-reduces a whole input batch eagerly just to learn its shapes,
+      which the collective strategy refuses: take this worker's first local replica instead.
+    - ``reduce_per_replica(..., "mean")`` reduces scalar logs along axis 0: reduce them whole.
+    """
+    global _KERAS_PATCHED
+    if _KERAS_PATCHED:
+        return
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    build, reduce_per_replica = tf_trainer.TensorFlowTrainer._maybe_symbolic_build, tf_trainer.reduce_per_replica
+
+    def local_value(strategy: Any, x: Any) -> Any:
+        return strategy.experimental_local_results(x)[0] if isinstance(x, tf.distribute.DistributedValues) else x
+
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        if self._distribute_strategy is None or iterator is None or data_batch is not None or \
+                not tf_trainer._collective_all_reduce_multi_worker(self._distribute_strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            data_batch = tree.map_structure(lambda x: local_value(self.distribute_strategy, x), next(it))
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def reduce(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("mean", "auto") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce
+    _KERAS_PATCHED = True
+
+
 def _multi_worker_strategy() -> Any:
     import tensorflow as tf
 
+    _keras_multi_worker_fixes()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(
             communication_options=tf.distribute.experimental.CommunicationOptions(

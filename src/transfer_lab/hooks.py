@@ -83,6 +83,10 @@ class TransferLabHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._logged = False
+        from transfer_lab.distribute import is_chief
+
+        if not is_chief():
+            _skip_saves(pipeline, catalog)
         if not any(_needs_tensorflow(n) for n in pipeline.nodes):
             return
         from transfer_lab.runtime import describe_devices
@@ -107,6 +111,17 @@ class TransferLabHooks:
             if getattr(self, "_runtime", None) is not None:
                 self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
             self._logged = True
+
+
+def _skip_saves(pipeline: Any, catalog: Any) -> None:
+    """Non-chief workers of a multi-worker run write nothing: every dataset the pipeline produces
+    is kept in memory instead (later nodes still get it), whatever its type."""
+    from kedro.io import MemoryDataset
+
+    names = set(catalog.keys())
+    for name in sorted(pipeline.all_outputs()):
+        if name in names and not name.startswith("params:") and name != "parameters":
+            catalog[name] = MemoryDataset(copy_mode="assign")
 
 
 def _needs_tensorflow(node: Any) -> bool:
