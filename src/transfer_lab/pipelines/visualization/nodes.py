@@ -197,8 +197,11 @@ def check_parameters(
     if not isinstance(fm, Mapping):
         raise IdealError("visualization.feature_maps must be a mapping {image, layers, max_maps} or null.")
     plan["feature_maps"] = None
-    if fm.get("image"):
-        photo = Path(str(fm["image"])).expanduser()
+    image = fm.get("image", "auto")
+    if isinstance(image, str) and image.strip().lower() == "auto":
+        image = _first_test_photo(manifest)
+    if image:
+        photo = Path(str(image)).expanduser()
         if not photo.is_file():
             raise IdealError(f"visualization.feature_maps.image: photo not found: {photo}. Give a photo path, or null "
                              "to skip the feature maps.")
@@ -211,6 +214,19 @@ def check_parameters(
         resolved = resolve_layer_names(model, layers, "visualization.feature_maps.layers")
         plan["feature_maps"] = {"image": str(photo), "layers": resolved, "max_maps": max_maps}
     return plan
+
+
+def _first_test_photo(manifest: Callable[[], Any] | None) -> str | None:
+    """The first test-split photo of the manifest (feature_maps.image=auto), or None without one."""
+    if manifest is None:
+        return None
+    try:
+        m = manifest()
+    except Exception as exc:
+        log.info("visualization: no manifest, so no photo for the feature maps (%s)", exc)
+        return None
+    test = m[m["split"] == "test"] if "split" in m else m
+    return str(sorted(test["path"])[0]) if len(test) else None
 
 
 def _config_dict(config: IdealConfig) -> dict[str, Any]:
