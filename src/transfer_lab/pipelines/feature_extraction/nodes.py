@@ -224,10 +224,7 @@ def run_extractor(
     n_out = int(extractor.output_shape[-1])
     if not paths:
         return np.zeros((0, n_out), np.float32)
-    forward = tf.function(
-        lambda x: extractor(x, training=False),
-        input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
-    )
+    forward = _compiled_forward(extractor, size)
     from transfer_lab.distribute import current, predict_batches
 
     batches = image_dataset(paths, image_size=size, batch_size=batch_size)
@@ -244,6 +241,28 @@ def run_extractor(
         if bar is not None:
             bar.update(len(chunks[-1]))
     return np.concatenate(chunks)
+
+
+_FORWARD: dict[int, tuple[Any, Any]] = {}
+
+
+def _compiled_forward(extractor: Any, size: int) -> Any:
+    """One traced forward pass per extractor (tracing MobileNetV2 takes seconds; calls reuse it)."""
+    import weakref
+
+    import tensorflow as tf
+
+    key = id(extractor)
+    hit = _FORWARD.get(key)
+    if hit is not None and hit[0]() is extractor:
+        return hit[1]
+    forward = tf.function(
+        lambda x: extractor(x, training=False),
+        input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+    )
+    _FORWARD[key] = (weakref.ref(extractor), forward)
+    weakref.finalize(extractor, _FORWARD.pop, key, None)
+    return forward
 
 
 def feature_map_figure(manifest: pd.DataFrame, config: dict[str, Any]) -> Any:
