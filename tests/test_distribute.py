@@ -277,3 +277,23 @@ def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project
     assert new.data.params["runtime.used.strategy"] == "multi_worker"
     assert new.data.params["runtime.used.workers"] == "2" and new.data.params["runtime.used.replicas"] == "2"
     assert new.data.tags["strategy"] == "multi_worker"
+
+
+def test_mixed_precision_keeps_the_softmax_float32():
+    import keras
+
+    from transfer_lab.backbones import BackboneConfig, build_classifier, build_head
+
+    try:
+        rt = distribute.setup_runtime({"strategy": "none", "mixed_precision": "mixed_bfloat16"})
+        assert rt.precision == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        with rt.scope():
+            model = build_classifier(BackboneConfig.from_params({"weights": "none", "image_size": 32, "alpha": 0.35}),
+                                     build_head(1280, 3, 0.0))
+        assert model.get_layer("logits").dtype_policy.compute_dtype == "bfloat16"
+        assert model.get_layer("probabilities").dtype_policy.name == "float32"
+        probs = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
+        assert probs.dtype == np.float32 and abs(float(probs.sum()) - 1.0) < 1e-6
+    finally:
+        distribute.setup_runtime({"strategy": "none", "mixed_precision": "off"})
+    assert keras.mixed_precision.global_policy().name == "float32"

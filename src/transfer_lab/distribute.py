@@ -464,7 +464,7 @@ def predict_batches(model: Any, dataset: Any, rt: Runtime | None = None) -> Iter
 
     rt = rt or current()
     if rt is None or rt.replicas == 1 or rt.workers > 1:
-        forward = tf.function(lambda x: model(x, training=False))
+        forward = _compiled(model, None, lambda: tf.function(lambda x: model(x, training=False), reduce_retracing=True))
         for batch in dataset:
             yield np.asarray(forward(batch))
         return
@@ -472,14 +472,29 @@ def predict_batches(model: Any, dataset: Any, rt: Runtime | None = None) -> Iter
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     dist = strategy.experimental_distribute_dataset(dataset.with_options(opts))
-
-    @tf.function
-    def step(x):
-        return strategy.run(lambda t: model(t, training=False), args=(x,))
+    step = _compiled(model, strategy, lambda: tf.function(
+        lambda x: strategy.run(lambda t: model(t, training=False), args=(x,)), reduce_retracing=True))
 
     for batch in dist:
         parts = [np.asarray(p) for p in strategy.experimental_local_results(step(batch))]
         yield np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
+
+
+_COMPILED: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+
+def _compiled(model: Any, strategy: Any, make: Any) -> Any:
+    """One traced forward function per (model, strategy), reused across calls (tracing a backbone
+    takes seconds)."""
+    import weakref
+
+    key = (id(model), id(strategy))
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    fn = make()
+    _COMPILED[key] = (weakref.ref(model), fn)
+    return fn
 
 
 @contextlib.contextmanager
