@@ -10,25 +10,25 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 check_parameters,
-                inputs=["params:adversarial", "params:backbone", "manifest", "adversarial_class_names"],
+                inputs=["params:adversarial", "params:backbone", "manifest", "class_names@lazy"],
                 outputs="adversarial_plan",
                 name="check_parameters",
             ),
             node(
                 attack_images,
-                inputs=["adversarial_plan", "manifest", "adversarial_classifier"],
+                inputs=["adversarial_plan", "manifest", "finetuned_classifier@lazy"],
                 outputs=["adversarial_images", "adversarial_records"],
                 name="attack_images",
             ),
             node(
                 robustness_curve,
-                inputs=["adversarial_plan", "manifest", "adversarial_classifier"],
+                inputs=["adversarial_plan", "manifest", "finetuned_classifier@lazy"],
                 outputs="adversarial_robustness",
                 name="robustness_curve",
             ),
             node(
                 report,
-                inputs=["adversarial_plan", "adversarial_images", "adversarial_records", "adversarial_robustness", "adversarial_classifier"],
+                inputs=["adversarial_plan", "adversarial_images", "adversarial_records", "adversarial_robustness", "finetuned_classifier@lazy"],
                 outputs=["adversarial_metrics", "adversarial_table", "adversarial_figures"],
                 name="report",
             ),

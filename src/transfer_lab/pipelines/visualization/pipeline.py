@@ -10,20 +10,20 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 check_parameters,
-                inputs=["params:visualization", "params:backbone", "visualization_class_names", "visualization_classifier",
+                inputs=["params:visualization", "params:backbone", "class_names@lazy", "finetuned_classifier@lazy",
                         "visualization_manifest"],
                 outputs="visualization_plan",
                 name="check_parameters",
             ),
             node(
                 draw_feature_maps,
-                inputs=["visualization_plan", "visualization_classifier"],
+                inputs=["visualization_plan", "finetuned_classifier@lazy"],
                 outputs="visualization_feature_maps",
                 name="draw_feature_maps",
             ),
             node(
                 generate_ideal_images,
-                inputs=["visualization_plan", "visualization_classifier"],
+                inputs=["visualization_plan", "finetuned_classifier@lazy"],
                 outputs=["ideal_images", "ideal_images_grid", "ideal_images_metrics"],
                 name="generate_ideal_images",
             ),
