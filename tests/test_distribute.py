@@ -138,6 +138,22 @@ MIRRORED_SCRIPT = textwrap.dedent(
         out[name] = {"replicas": rt.replicas, "strategy": rt.strategy_name, "loss": hist["loss"],
                      "weights": [np.asarray(w).tolist() for w in head.get_weights()],
                      "probs": np.asarray(head.predict(xte, verbose=0)).tolist()}
+    # Feature extraction: batches split over the two devices give the one-device features, in order.
+    import sys
+    from PIL import Image
+    from transfer_lab.backbones import BackboneConfig, build_feature_extractor
+    from transfer_lab.pipelines.feature_extraction.nodes import run_extractor
+    paths = []
+    for i in range(7):  # 7 photos, global batch 4: the last batch is partial
+        p = f"{sys.argv[1]}/{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    rt = distribute.setup_runtime({"strategy": "none", "cpu_devices": 2})
+    ext = build_feature_extractor(BackboneConfig.from_params({"weights": "none", "image_size": 32, "alpha": 0.35}))
+    one = run_extractor(ext, paths, 32, 4)
+    rt = distribute.setup_runtime({"strategy": "mirrored", "cpu_devices": 2})
+    two = run_extractor(rt.replicate(ext), paths, 32, rt.global_batch(2))
+    out["features"] = {"one": one.tolist(), "two": two.tolist(), "replicas": rt.replicas}
     print("RESULT" + json.dumps(out))
     """
 )
@@ -146,13 +162,13 @@ MIRRORED_SCRIPT = textwrap.dedent(
 def _run_script(script: str, tmp_path: Path, timeout: int = 240, env: dict | None = None) -> str:
     path = tmp_path / "script.py"
     path.write_text(script)
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run([sys.executable, str(path), str(tmp_path)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout
 
 
-def test_mirrored_head_on_two_logical_cpus_matches_one_device(tmp_path):
+def test_mirrored_head_and_features_on_two_logical_cpus_match_one_device(tmp_path):
     out = _run_script(MIRRORED_SCRIPT, tmp_path)
     result = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT"))[6:])
     one, two = result["one"], result["two"]
@@ -164,6 +180,10 @@ def test_mirrored_head_on_two_logical_cpus_matches_one_device(tmp_path):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)
     np.testing.assert_allclose(np.asarray(two["probs"]), np.asarray(one["probs"]), atol=1e-5)
     assert one["loss"][-1] < one["loss"][0]  # it did train
+    feats = result["features"]
+    assert feats["replicas"] == 2
+    np.testing.assert_allclose(np.asarray(feats["two"]), np.asarray(feats["one"]), atol=1e-5)
+    assert np.asarray(feats["one"]).shape == (7, 1280) and np.abs(feats["one"]).sum() > 0
 
 
 # ---------------------------------------------------------------------------------------------
