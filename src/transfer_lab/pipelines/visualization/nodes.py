@@ -78,7 +78,7 @@ def _second_model_spec(value: Any, backbone: Mapping[str, Any]) -> dict[str, Any
         "name": spec.name,
         "weights": weights,
         "alpha": float(value.get("alpha", 1.0) or 1.0),
-        "labels": value.get("labels", backbone.get("imagenet_labels")),
+        "labels": value.get("labels") or backbone.get("imagenet_labels"),
         "image_size": value.get("image_size"),
         "class_map": {str(k): v for k, v in class_map.items()},
     }
