@@ -153,7 +153,8 @@ class BackboneConfig:
         return int(self.image_size or self.spec.default_size)
 
 
-def _resolve_weights(weights: Any) -> str | None:
+def resolve_weights(weights: Any) -> str | None:
+    """``None`` (random), ``"imagenet"`` or the path of an existing weights file; fails clearly otherwise."""
     if weights is None:
         return None
     text = str(weights).strip()
@@ -186,7 +187,7 @@ def _call_constructor(spec: BackboneSpec, weights: Any, *, include_top: bool, si
         kwargs["classifier_activation"] = None  # we add "logits" -> "probabilities" ourselves
     if spec.preprocessing == "none":
         kwargs["include_preprocessing"] = True
-    resolved = _resolve_weights(weights)
+    resolved = resolve_weights(weights)
     if resolved == "imagenet":
         try:
             return ctor(weights="imagenet", **kwargs)

@@ -652,9 +652,9 @@ def split_data(manifest: Any, class_names: Sequence[str]) -> dict[str, tuple[lis
         raise FineTuneError(
             f"The manifest lacks column(s) {', '.join(missing)}. Re-run `kedro run --pipelines=data_ingestion`."
         )
-    rows = manifest
-    if "duplicate_of" in rows.columns:
-        rows = rows[rows["duplicate_of"].fillna("").astype(str).str.strip() == ""]
+    from transfer_lab.inputs import without_duplicates
+
+    rows = without_duplicates(manifest)
     index = {str(c): i for i, c in enumerate(class_names)}
     labels = rows["label"].astype(str)
     unknown = sorted(set(labels) - set(index))

@@ -59,6 +59,13 @@ def image_dataset(
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def without_duplicates(manifest):
+    """Manifest rows less the extra copies of identical files (``duplicate_of`` set): one copy each."""
+    if "duplicate_of" not in manifest.columns:
+        return manifest
+    return manifest[manifest["duplicate_of"].fillna("").astype(str).str.strip() == ""]
+
+
 def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None) -> np.ndarray:
     """Decode a few images eagerly into one float32 0-255 array (N, H, W, 3)."""
     return np.stack([load_rgb(p, image_size).astype(np.float32) for p in paths])

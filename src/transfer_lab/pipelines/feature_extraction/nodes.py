@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_lab.backbones import BackboneConfig, BackboneError
+from transfer_lab.backbones import BackboneConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,12 @@ def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dic
 
 def _weights_identity(weights: Any) -> str:
     """What the features depend on in ``backbone.weights``: a file's size, mtime and a hash of its bytes."""
-    text = "none" if weights is None else str(weights).strip()
-    if text.lower() in ("", "none", "null", "random"):
-        return "none"
-    if text.lower() == "imagenet":
-        return "imagenet"
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise BackboneError(
-            f"backbone weights file not found: {path}. Set backbone.weights to an existing Keras weights file, "
-            "to 'imagenet' to download Keras's file, or to 'none' for random weights."
-        )
+    from transfer_lab.backbones import resolve_weights
+
+    resolved = resolve_weights(weights)  # fails clearly on a missing file
+    if resolved is None or resolved == "imagenet":
+        return resolved or "none"
+    path = Path(resolved)
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -89,10 +84,9 @@ def usable_rows(manifest: pd.DataFrame) -> pd.DataFrame:
         raise FeatureExtractionError(
             f"The manifest lacks column(s) {', '.join(missing)}. Re-run `kedro run --pipelines=data_ingestion`."
         )
-    rows = manifest
-    if "duplicate_of" in rows.columns:
-        dup = rows["duplicate_of"].fillna("").astype(str).str.strip()
-        rows = rows[dup == ""]
+    from transfer_lab.inputs import without_duplicates
+
+    rows = without_duplicates(manifest)
     rows = rows[rows["split"].isin(SPLITS)].copy()
     rows["label"] = rows["label"].astype(str)
     if rows.empty:
