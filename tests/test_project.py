@@ -48,9 +48,15 @@ def test_kedro_viz_build(kedro_project):
     import json
 
     main = json.loads((build / "api" / "main").read_text())
-    modular = main["modular_pipelines"]
+    modular = main["modular_pipelines"]  # of the default pipeline
     assert "data_ingestion" in modular, sorted(modular)
     registry = _registry()
+    shown = {p["id"] for p in main["pipelines"]}
     for name in PIPELINES:
-        if name in registry.keys():
-            assert name in modular, f"{name} is not shown as a modular pipeline"
+        if name not in registry.keys():
+            continue
+        assert name in shown, f"{name} is not a registered pipeline in Kedro-Viz"
+        own = json.loads((build / "api" / "pipelines" / name).read_text())["modular_pipelines"]
+        assert name in own, f"{name} is not shown as a modular pipeline"
+        if name != "evaluation":
+            assert name in modular, f"{name} is not in the default pipeline's view"
