@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.rest import free_port as _free_port, get_json, post_json
 
 
 def _get(base: str, endpoint: str, **query) -> dict:
-    url = f"{base}{endpoint}?{urllib.parse.urlencode(query)}" if query else f"{base}{endpoint}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
+    return get_json(base, endpoint, **query)
 
 
 def _post(base: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    return post_json(base, path, body)
+
+
 
 
 @pytest.fixture

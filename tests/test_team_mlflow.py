@@ -10,20 +10,28 @@ server runs as the `postgres` user.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.rest import free_port as _free_port, get_json, post_json
+
+
+def _get(base: str, endpoint: str, **query) -> dict:
+    return get_json(base, endpoint, timeout=60, **query)
+
+
+def _post(base: str, path: str, body: dict) -> dict:
+    return post_json(base, path, body, timeout=120)
+
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +49,6 @@ def _pg_tool(name: str) -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(base: str, endpoint: str, **query) -> dict:
-    url = f"{base}{endpoint}?{urllib.parse.urlencode(query)}" if query else f"{base}{endpoint}"
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return json.loads(r.read())
-
-
-def _post(base: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read())
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 180) -> None:
