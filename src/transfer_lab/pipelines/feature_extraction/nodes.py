@@ -211,8 +211,6 @@ def run_extractor(
     """Features of ``paths`` through ``extractor``: a tf.data pipeline (parallel decode and resize,
     batching, prefetch) feeding a compiled forward pass, one batch at a time. ``flip``: of the
     left-right mirror images."""
-    import tensorflow as tf
-
     from transfer_lab.inputs import image_dataset
 
     n_out = int(extractor.output_shape[-1])
@@ -221,9 +219,7 @@ def run_extractor(
     forward = _compiled_forward(extractor, size)
     from transfer_lab.distribute import current, predict_batches
 
-    batches = image_dataset(paths, image_size=size, batch_size=batch_size)
-    if flip:
-        batches = batches.map(tf.image.flip_left_right, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip)
     rt = current()
     if rt is not None and rt.replicas > 1 and rt.workers == 1:  # split each batch over the local replicas
         outputs = predict_batches(extractor, batches, rt)
