@@ -1,9 +1,12 @@
 """Feature extraction and head training: the project's path against plain Keras, in one run.
 
-1. Feature extraction, same photos, same backbone and weights, same batch size:
-   - baseline: ``keras.utils.image_dataset_from_directory`` + ``model.predict``;
+1. Feature extraction, same photos, same backbone and weights, each at its own defaults:
+   - baseline: ``keras.utils.image_dataset_from_directory`` + ``model.predict`` (Keras's default
+     batch of 32, ``--batch-size``);
    - ours: ``transfer_lab.pipelines.feature_extraction.nodes.run_extractor`` (the pipeline's
-     tf.data input over the manifest, the project's decoder, a compiled forward pass).
+     tf.data input over the manifest, the project's decoder, a compiled forward pass) at the
+     pipeline's ``feature_extraction.batch_size`` (``auto``: 8 on CPU; ``--ours-batch-size``);
+   - for reference, the baseline again at ours' batch size (how much is the batch size alone).
    Each is timed ``--repeats`` times, interleaved (the CPU may be shared), after one warm-up
    batch; the ratio is printed for the best run and the median run of each. Target: ratio
    ours / baseline >= 1.0.
@@ -42,7 +45,8 @@ def main() -> None:
     ap.add_argument("--source", default=str(SHARED / "data" / "PetImages"), help="folder with one sub-folder per class")
     ap.add_argument("--per-class", type=int, default=200)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32, help="the baseline's batch (Keras's default: 32)")
+    ap.add_argument("--ours-batch-size", default="auto", help="ours: feature_extraction.batch_size (auto or a number)")
     ap.add_argument("--weights", default=str(SHARED / "weights" / "mobilenet_v2_1.0_imagenet_no_top.weights.h5"))
     ap.add_argument("--backbone", default="mobilenet_v2")
     ap.add_argument("--repeats", type=int, default=2)
@@ -56,7 +60,7 @@ def main() -> None:
 
     from transfer_lab.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
     from transfer_lab.inputs import image_dataset
-    from transfer_lab.pipelines.feature_extraction.nodes import run_extractor
+    from transfer_lab.pipelines.feature_extraction.nodes import resolve_batch_size, run_extractor
 
     src = Path(args.source)
     classes = sorted(d.name for d in src.iterdir() if d.is_dir())
@@ -74,25 +78,40 @@ def main() -> None:
     n = len(paths)
     cfg = BackboneConfig.from_params({"name": args.backbone, "weights": args.weights, "image_size": args.size})
     extractor = build_feature_extractor(cfg)
-    print(f"{n} photos ({', '.join(classes)}) from {src}, {cfg.name} at {cfg.size} px, batch {args.batch_size}; "
+    import tensorflow as tf
+
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    ours_batch = resolve_batch_size(args.ours_batch_size if args.ours_batch_size == "auto" else int(args.ours_batch_size),
+                                    device)
+    print(f"{n} photos ({', '.join(classes)}) from {src}, {cfg.name} at {cfg.size} px on {device}, batch "
+          f"{args.batch_size} (baseline) / {ours_batch} (ours, feature_extraction.batch_size={args.ours_batch_size}); "
           f"load average {load()}")
 
-    def baseline() -> np.ndarray:
+    def keras_predict(batch_size: int) -> np.ndarray:
         ds = keras.utils.image_dataset_from_directory(
-            tmp, labels=None, image_size=(cfg.size, cfg.size), batch_size=args.batch_size, shuffle=False,
+            tmp, labels=None, image_size=(cfg.size, cfg.size), batch_size=batch_size, shuffle=False,
             verbose=False)
         return extractor.predict(ds, verbose=0)
 
+    def baseline() -> np.ndarray:
+        return keras_predict(args.batch_size)
+
+    def baseline_same_batch() -> np.ndarray:
+        return keras_predict(ours_batch)
+
     def ours() -> np.ndarray:
-        return run_extractor(extractor, paths, cfg.size, args.batch_size)
+        return run_extractor(extractor, paths, cfg.size, ours_batch)
 
     # warm-up: trace both paths once on a few photos
     extractor.predict(np.zeros((2, cfg.size, cfg.size, 3), np.float32), verbose=0)
-    run_extractor(extractor, paths[:2], cfg.size, args.batch_size)
-    times = {"baseline": [], "ours": []}
+    run_extractor(extractor, paths[:2], cfg.size, ours_batch)
+    paths_to_time = [("baseline", baseline), ("ours", ours)]
+    if ours_batch != args.batch_size:
+        paths_to_time.append(("baseline_same_batch", baseline_same_batch))
+    times = {name: [] for name, _ in paths_to_time}
     feats = {}
     for _ in range(args.repeats):
-        for name, fn in (("baseline", baseline), ("ours", ours)):
+        for name, fn in paths_to_time:
             t0 = time.perf_counter()
             feats[name] = fn()
             times[name].append(time.perf_counter() - t0)
@@ -108,6 +127,11 @@ def main() -> None:
     print(f"  ratio ours / baseline: {rate['ours'] / rate['baseline']:.2f} best-of, "
           f"{med['ours'] / med['baseline']:.2f} median  (target >= 1.0); mean |feature "
           f"difference| {diff:.4f} (resize filters differ slightly)")
+    if "baseline_same_batch" in times:
+        print(f"  reference: the baseline at batch {ours_batch}: {rate['baseline_same_batch']:8.1f}  "
+              f"(runs: {', '.join(f'{t:.1f}s' for t in times['baseline_same_batch'])}); ours / it: "
+              f"{rate['ours'] / rate['baseline_same_batch']:.2f} best-of, "
+              f"{med['ours'] / med['baseline_same_batch']:.2f} median")
 
     # ---- head training per epoch: cached features vs through the frozen backbone ----
     y = keras.utils.to_categorical(np.asarray(labels), len(classes))

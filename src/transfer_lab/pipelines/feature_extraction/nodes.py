@@ -36,9 +36,12 @@ def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dic
         raise FeatureExtractionError(
             f"Unknown feature_extraction parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}."
         )
-    batch_size = params.get("batch_size", 32)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise FeatureExtractionError(f"feature_extraction.batch_size must be a whole number >= 1, got {batch_size!r}.")
+    batch_size = params.get("batch_size", "auto")
+    if isinstance(batch_size, str) and batch_size.strip().lower() == "auto":
+        batch_size = "auto"
+    elif not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise FeatureExtractionError(
+            f"feature_extraction.batch_size must be auto or a whole number >= 1, got {batch_size!r}.")
     max_maps = params.get("max_maps", 32)
     if not isinstance(max_maps, int) or max_maps < 1:
         raise FeatureExtractionError(f"feature_extraction.max_maps must be a whole number >= 1, got {max_maps!r}.")
@@ -52,7 +55,7 @@ def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dic
     return {
         "backbone": {"name": cfg.name, "weights": cfg.weights, "image_size": cfg.size, "alpha": cfg.alpha},
         "weights_id": weights,
-        "batch_size": int(batch_size),
+        "batch_size": batch_size if batch_size == "auto" else int(batch_size),
         "cache": bool(params.get("cache", True)),
         "flip_augment": bool(params.get("flip_augment", True)),
         "feature_map_layer": params.get("feature_map_layer") or "last_conv",
@@ -168,7 +171,7 @@ def extract_features(
     rows = pd.concat([rows[rows["split"] == s] for s in SPLITS], ignore_index=True)
     fit_rows = rows[rows["split"].isin(("train", "val"))]
     n_passes = n_total + (len(fit_rows) if config["flip_augment"] else 0)
-    batch_size = rt.global_batch(config["batch_size"])
+    batch_size = rt.global_batch(resolve_batch_size(config["batch_size"], rt.device))
     with tqdm(total=n_passes, desc=f"Features ({cfg.name}, {cfg.size} px)", unit="img") as bar:
         feats = run_extractor(extractor, rows["path"].tolist(), cfg.size, batch_size, bar)
         if config["flip_augment"]:
@@ -203,6 +206,18 @@ def extract_features(
     out["backbone"] = np.asarray([json.dumps({**config["backbone"], "weights_id": config["weights_id"]})])
     out["report"] = np.asarray([json.dumps(report)])
     return out, report
+
+
+#: feature_extraction.batch_size=auto, per replica. On CPU small batches keep a MobileNetV2 forward
+#: pass in cache: 8 photos a batch ran 35% more images/s than 32 on 2 cores (bench/feature_extraction.py).
+AUTO_BATCH = {"CPU": 8, "GPU": 64}
+
+
+def resolve_batch_size(batch_size: Any, device: str = "CPU") -> int:
+    """``feature_extraction.batch_size`` per replica: a number, or ``auto`` for the device's default."""
+    if batch_size == "auto":
+        return AUTO_BATCH["GPU" if str(device).upper().startswith("GPU") else "CPU"]
+    return int(batch_size)
 
 
 def run_extractor(
