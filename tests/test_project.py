@@ -60,3 +60,19 @@ def test_kedro_viz_build(kedro_project):
         assert name in own, f"{name} is not shown as a modular pipeline"
         if name != "evaluation":
             assert name in modular, f"{name} is not in the default pipeline's view"
+
+
+def test_cli_output_has_no_library_noise():
+    """A kedro command shows what was asked for, without MLflow/TensorFlow warnings or Kedro's
+    note about its logging configuration (conf/logging.yml)."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    env.pop("KEDRO_LOGGING_CONFIG", None)
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run([str(kedro), "registry", "list"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    for name in PIPELINES:
+        assert f"- {name}" in out
+    for noise in ("Add type hints", "as logging configuration", "UserWarning", "FutureWarning", "WARNING"):
+        assert noise not in out, f"{noise!r} in the output:\n{out[-3000:]}"
