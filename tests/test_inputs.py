@@ -35,3 +35,15 @@ def test_autotuning_is_off(tmp_path, make_image):
     ds = image_dataset([str(p)], [0], image_size=16, batch_size=1, shuffle=True, cache=True, repeat=False)
     assert ds.options().autotune.enabled is False
     assert next(iter(ds))[0].shape == (1, 16, 16, 3)
+
+
+def test_balanced_class_weights_make_every_class_count_the_same():
+    from transfer_lab.inputs import balanced_class_weights
+
+    labels = [0] * 112 + [1] * 6 + [2] * 14
+    w = balanced_class_weights(labels, 3)
+    totals = [w[c] * labels.count(c) for c in (0, 1, 2)]
+    np.testing.assert_allclose(totals, totals[0])
+    np.testing.assert_allclose(sum(totals), len(labels))  # mean weight per sample is 1
+    assert w[1] > w[2] > 1 > w[0]
+    assert set(balanced_class_weights(labels, 4)) == {0, 1, 2}  # a class without samples gets no weight

@@ -71,6 +71,7 @@ class FineTuneConfig:
     learning_rate: float = 1e-5
     epochs: int = 10
     batch_size: int = 32
+    class_weight: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     monitor: str = "val_loss"
     early_stopping_patience: int = 3
@@ -83,7 +84,7 @@ class FineTuneConfig:
     seed: int = 42
 
     _KEYS = (
-        "unfreeze", "learning_rate", "epochs", "batch_size", "augmentation", "monitor", "early_stopping",
+        "unfreeze", "learning_rate", "epochs", "batch_size", "class_weight", "augmentation", "monitor", "early_stopping",
         "reduce_lr", "backup_dir", "cache_images", "jit_compile", "seed",
     )
 
@@ -167,11 +168,15 @@ class FineTuneConfig:
                 "e.g. data/06_models/finetune_backup."
             )
         seed = _whole(p.get("seed", 42), "fine_tuning.seed", minimum=0)
+        class_weight = p.get("class_weight", True)
+        if not isinstance(class_weight, bool):
+            raise FineTuneError(f"fine_tuning.class_weight must be true or false, got {class_weight!r}.")
         jit = p.get("jit_compile", "auto")
         if jit not in ("auto", True, False):
             raise FineTuneError(f"fine_tuning.jit_compile={jit!r}: use auto, true or false (XLA).")
         return cls(
-            unfreeze=unfreeze, learning_rate=lr, epochs=epochs, batch_size=batch, augmentation=aug,
+            unfreeze=unfreeze, learning_rate=lr, epochs=epochs, batch_size=batch, class_weight=class_weight,
+            augmentation=aug,
             monitor=monitor, early_stopping_patience=patience, reduce_lr_factor=factor,
             reduce_lr_patience=rl_patience, min_learning_rate=min_lr, backup_dir=backup,
             cache_images=bool(p.get("cache_images", True)), jit_compile=jit, seed=seed,
@@ -517,6 +522,7 @@ def fit_resumable(
     *,
     extra_callbacks: Sequence[Any] = (),
     verbose: int | str = "auto",
+    class_weight: Mapping[int, float] | None = None,
 ) -> dict[str, Any]:
     """``model.fit`` with early stopping, learning-rate reduction and best weights, resumable.
 
@@ -547,7 +553,8 @@ def fit_resumable(
         if saved and meta.get("epoch"):
             model.optimizer.learning_rate = saved[min(meta["epoch"], len(saved)) - 1]
     t0 = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
+              class_weight=dict(class_weight) if class_weight else None)
     best.restore_best()
     info = {
         "history": best.history,

@@ -85,3 +85,11 @@ def without_duplicates(manifest):
 def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None) -> np.ndarray:
     """Decode a few images eagerly into one float32 0-255 array (N, H, W, 3)."""
     return np.stack([load_rgb(p, image_size).astype(np.float32) for p in paths])
+
+
+def balanced_class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
+    """Keras ``class_weight`` that weighs each class by 1/frequency (mean weight 1 over the
+    samples): with 112 photos of one breed and 6 of another, both count the same in the loss."""
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y, minlength=n_classes)
+    return {i: float(len(y) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}

@@ -173,6 +173,7 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
         ({"augmentation": {"rotation": 3}}, "fine_tuning.augmentation.rotation"),
         ({"augmentation": {"flip": "sideways"}}, "fine_tuning.augmentation.flip"),
         ({"lerning_rate": 1e-5}, "did you mean learning_rate"),
+        ({"class_weight": "yes"}, "fine_tuning.class_weight must be true or false"),
     ],
 )
 def test_bad_parameters_fail_at_once(params, message):

@@ -122,7 +122,10 @@ def fine_tune(
     steps = int(np.ceil(len(train_paths) / batch))
     log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
              len(train_paths), len(val_paths), size, cfg.epochs, backup)
-    info = fit_resumable(trainer, train_ds, val_ds, cfg, backup,
+    from transfer_lab.inputs import balanced_class_weights
+
+    class_weight = balanced_class_weights(train_y, len(class_names)) if cfg.class_weight else None
+    info = fit_resumable(trainer, train_ds, val_ds, cfg, backup, class_weight=class_weight,
                          extra_callbacks=[TqdmProgress(steps, cfg.epochs)], verbose=0)
     history = info.pop("history")
     tracking.log_history(history, prefix="finetune.epoch.")

@@ -165,10 +165,9 @@ def train_head(
         if val is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config["patience"], restore_best_weights=True))
-        class_weight = None
-        if config["class_weight"]:
-            counts = np.bincount(y, minlength=n_classes)
-            class_weight = {i: float(len(y) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}
+        from transfer_lab.inputs import balanced_class_weights
+
+        class_weight = balanced_class_weights(y, n_classes) if config["class_weight"] else None
         history = head.fit(
             x, keras.utils.to_categorical(y, n_classes),
             validation_data=(val[0], keras.utils.to_categorical(val[1], n_classes)) if val is not None else None,
