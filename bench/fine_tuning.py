@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="keep the project copy here (default: a temp folder, removed)")
     ap.add_argument("--skip-head", action="store_true", help="reuse data, features and head of --workdir")
     ap.add_argument("--set", action="append", default=[], help="extra fine_tuning params, e.g. --set monitor=val_accuracy")
+    ap.add_argument("--param", action="append", default=[],
+                    help="any other parameter, e.g. --param head_training.refit_on_val=false")
     args = ap.parse_args()
 
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
@@ -112,6 +114,13 @@ def main() -> None:
         except json.JSONDecodeError:
             pass
         params[f"fine_tuning.{k}"] = v
+    for item in args.param:
+        k, v = item.split("=", 1)
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            pass
+        params[k] = v
     params = nest(params)
 
     load_before = os.getloadavg()
