@@ -75,6 +75,23 @@ def image_dataset(
     return ds.with_options(options)
 
 
+def array_dataset(
+    x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool = False, seed: int = 0
+):
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches from in-memory arrays (cached features), built
+    once and iterated every epoch: Keras re-slices numpy input each epoch, which cost 0.13 s an
+    epoch against 0.045 s for a full-batch head on 2,800 features (2 cores). Autotuning off, as
+    in :func:`image_dataset`."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.batch(batch_size).prefetch(1).with_options(options)
+
+
 def without_duplicates(manifest):
     """Manifest rows less the extra copies of identical files (``duplicate_of`` set): one copy each."""
     if "duplicate_of" not in manifest.columns:

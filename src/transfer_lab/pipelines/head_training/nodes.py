@@ -165,15 +165,16 @@ def train_head(
         if val is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config["patience"], restore_best_weights=True))
-        from transfer_lab.inputs import balanced_class_weights
+        from transfer_lab.inputs import array_dataset, balanced_class_weights
 
         class_weight = balanced_class_weights(y, n_classes) if config["class_weight"] else None
-        history = head.fit(
-            x, keras.utils.to_categorical(y, n_classes),
-            validation_data=(val[0], keras.utils.to_categorical(val[1], n_classes)) if val is not None else None,
-            epochs=epochs, batch_size=rt.global_batch(config["batch_size"]),  # per replica
-            shuffle=True, class_weight=class_weight, callbacks=callbacks, verbose=0,
-        )
+        batch = rt.global_batch(config["batch_size"])  # per replica
+        train = rt.shard(array_dataset(x, keras.utils.to_categorical(y, n_classes), batch_size=batch, shuffle=True,
+                                       seed=config["seed"]))
+        if val is not None:
+            val = rt.shard(array_dataset(val[0], keras.utils.to_categorical(val[1], n_classes), batch_size=batch))
+        history = head.fit(train, validation_data=val, epochs=epochs, class_weight=class_weight, callbacks=callbacks,
+                           verbose=0)
         return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     x_train, y_train = samples(("train",))
