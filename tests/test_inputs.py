@@ -47,3 +47,25 @@ def test_balanced_class_weights_make_every_class_count_the_same():
     np.testing.assert_allclose(sum(totals), len(labels))  # mean weight per sample is 1
     assert w[1] > w[2] > 1 > w[0]
     assert set(balanced_class_weights(labels, 4)) == {0, 1, 2}  # a class without samples gets no weight
+
+
+def test_array_dataset_epochs_are_seeded_permutations():
+    from transfer_lab.inputs import array_dataset
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = np.arange(10)
+    ds, steps = array_dataset(x, y, batch_size=4, shuffle=True, seed=3)
+    assert steps == 3
+
+    def epochs(ds, k):
+        it = iter(ds)
+        return [np.concatenate([next(it)[1].numpy() for _ in range(steps)]) for _ in range(k)]
+
+    first = epochs(ds, 3)
+    for order in first:
+        assert sorted(order.tolist()) == list(range(10))  # each epoch: every sample once
+    assert not all(np.array_equal(first[0], o) for o in first[1:])  # reshuffled
+    again = epochs(array_dataset(x, y, batch_size=4, shuffle=True, seed=3)[0], 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # same seed, same orders
+    plain, _ = array_dataset(x, y, batch_size=4)
+    assert np.concatenate([b[1].numpy() for b in plain]).tolist() == list(range(10))

@@ -78,18 +78,33 @@ def image_dataset(
 def array_dataset(
     x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool = False, seed: int = 0
 ):
-    """A ``tf.data.Dataset`` of ``(x, y)`` batches from in-memory arrays (cached features), built
-    once and iterated every epoch: Keras re-slices numpy input each epoch, which cost 0.13 s an
-    epoch against 0.045 s for a full-batch head on 2,800 features (2 cores). Autotuning off, as
-    in :func:`image_dataset`."""
+    """``(dataset, steps_per_epoch)``: ``(x, y)`` batches from in-memory arrays (cached features),
+    built once for the whole fit. Keras re-slices numpy input every epoch: 0.13 s an epoch
+    against 0.045 s for a full-batch head on 2,800 features (2 cores).
+
+    With ``shuffle`` the dataset repeats forever, epoch ``e`` in the order of a stateless
+    permutation seeded by ``(seed, e)``: the same batches on one device and under a
+    distribution strategy (which re-traces the input and loses the global seed that
+    ``Dataset.shuffle`` draws on). Pass ``steps_per_epoch`` to ``fit``. Autotuning off, as in
+    :func:`image_dataset`."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    n = len(x)
+    steps = max(1, -(-n // int(batch_size)))
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.batch(batch_size).prefetch(1).with_options(options)
+    if not shuffle:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+        return ds.prefetch(1).with_options(options), steps
+    xs, ys = tf.constant(x), tf.constant(y)
+
+    def epoch_order(e):
+        key = tf.stack([tf.constant(int(seed), tf.int64), e])
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    ds = tf.data.Dataset.range(2**62).flat_map(epoch_order).map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)))
+    return ds.prefetch(1).with_options(options), steps
 
 
 def without_duplicates(manifest):

@@ -169,12 +169,12 @@ def train_head(
 
         class_weight = balanced_class_weights(y, n_classes) if config["class_weight"] else None
         batch = rt.global_batch(config["batch_size"])  # per replica
-        train = rt.shard(array_dataset(x, keras.utils.to_categorical(y, n_classes), batch_size=batch, shuffle=True,
-                                       seed=config["seed"]))
+        train, steps = array_dataset(x, keras.utils.to_categorical(y, n_classes), batch_size=batch, shuffle=True,
+                                     seed=config["seed"])
         if val is not None:
-            val = rt.shard(array_dataset(val[0], keras.utils.to_categorical(val[1], n_classes), batch_size=batch))
-        history = head.fit(train, validation_data=val, epochs=epochs, class_weight=class_weight, callbacks=callbacks,
-                           verbose=0)
+            val = rt.shard(array_dataset(val[0], keras.utils.to_categorical(val[1], n_classes), batch_size=batch)[0])
+        history = head.fit(rt.shard(train), validation_data=val, epochs=epochs, steps_per_epoch=steps,
+                           class_weight=class_weight, callbacks=callbacks, verbose=0)
         return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     x_train, y_train = samples(("train",))
