@@ -47,7 +47,7 @@ def validate_parameters(
     backbone's architecture cannot satisfy (checked on a weightless copy of it)."""
     cfg = FineTuneConfig.from_params(params)
     if (head_training or {}).get("refit_on_val", False):
-        log.warning(
+        log.info(
             "head_training.refit_on_val is true: the head-only classifier was refitted on train + val, so the "
             "validation photos that fine-tuning monitors (early stopping, learning-rate reduction, best epoch) "
             "are not unseen. For a clean validation signal run head_training with "
