@@ -107,14 +107,8 @@ def main() -> None:
     for k, v in ft.items():
         if v is not None:
             params[f"fine_tuning.{k}"] = int(v) if isinstance(v, str) and v.isdigit() else v
-    for item in args.set:
-        k, v = item.split("=", 1)
-        try:
-            v = json.loads(v)
-        except json.JSONDecodeError:
-            pass
-        params[f"fine_tuning.{k}"] = v
-    for item in args.param:
+    items = [f"fine_tuning.{item}" for item in args.set] + args.param
+    for item in items:
         k, v = item.split("=", 1)
         try:
             v = json.loads(v)
