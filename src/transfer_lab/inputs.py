@@ -69,9 +69,15 @@ def image_dataset(
         ds = ds.cache()
     if repeat:
         ds = ds.repeat()
+    return _without_autotuning(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2))
+
+
+def _without_autotuning(ds):
+    """``ds`` with tf.data autotuning off (see :func:`image_dataset` for why)."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = False
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2)
     return ds.with_options(options)
 
 
@@ -91,11 +97,9 @@ def array_dataset(
 
     n = len(x)
     steps = max(1, -(-n // int(batch_size)))
-    options = tf.data.Options()
-    options.autotune.enabled = False
     if not shuffle:
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-        return ds.prefetch(1).with_options(options), steps
+        return _without_autotuning(ds.prefetch(1)), steps
     xs, ys = tf.constant(x), tf.constant(y)
 
     def epoch_order(e):
@@ -104,7 +108,7 @@ def array_dataset(
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     ds = tf.data.Dataset.range(2**62).flat_map(epoch_order).map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)))
-    return ds.prefetch(1).with_options(options), steps
+    return _without_autotuning(ds.prefetch(1)), steps
 
 
 def without_duplicates(manifest):
