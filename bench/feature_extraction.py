@@ -82,7 +82,7 @@ def main() -> None:
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     ours_batch = resolve_batch_size(args.ours_batch_size if args.ours_batch_size == "auto" else int(args.ours_batch_size),
-                                    device)
+                                    on_gpu=device == "GPU")
     print(f"{n} photos ({', '.join(classes)}) from {src}, {cfg.name} at {cfg.size} px on {device}, batch "
           f"{args.batch_size} (baseline) / {ours_batch} (ours, feature_extraction.batch_size={args.ours_batch_size}); "
           f"load average {load()}")

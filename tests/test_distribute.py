@@ -106,6 +106,7 @@ def test_global_batch_and_runtime_description():
     assert rt.global_batch(16) == 16
     d = rt.describe()
     assert d["precision"] == "float32" and d["strategy"] == "default" and "CPU" in d["device"]
+    assert rt.on_gpu is False and rt.devices  # this machine: CPU devices only
     assert distribute.setup_runtime({"strategy": "none"}) is rt  # one runtime per process
 
 

@@ -170,6 +170,11 @@ class Runtime:
     devices: list[str] = field(default_factory=list)
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether this runtime's devices are GPUs."""
+        return any("GPU:" in d.upper() for d in self.devices)
+
+    @property
     def is_chief(self) -> bool:
         return self.chief
 

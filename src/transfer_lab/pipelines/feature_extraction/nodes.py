@@ -171,7 +171,7 @@ def extract_features(
     rows = pd.concat([rows[rows["split"] == s] for s in SPLITS], ignore_index=True)
     fit_rows = rows[rows["split"].isin(("train", "val"))]
     n_passes = n_total + (len(fit_rows) if config["flip_augment"] else 0)
-    batch_size = rt.global_batch(resolve_batch_size(config["batch_size"], rt.device))
+    batch_size = rt.global_batch(resolve_batch_size(config["batch_size"], on_gpu=rt.on_gpu))
     with tqdm(total=n_passes, desc=f"Features ({cfg.name}, {cfg.size} px)", unit="img") as bar:
         feats = run_extractor(extractor, rows["path"].tolist(), cfg.size, batch_size, bar)
         if config["flip_augment"]:
@@ -213,10 +213,10 @@ def extract_features(
 AUTO_BATCH = {"CPU": 8, "GPU": 64}
 
 
-def resolve_batch_size(batch_size: Any, device: str = "CPU") -> int:
+def resolve_batch_size(batch_size: Any, *, on_gpu: bool = False) -> int:
     """``feature_extraction.batch_size`` per replica: a number, or ``auto`` for the device's default."""
     if batch_size == "auto":
-        return AUTO_BATCH["GPU" if str(device).upper().startswith("GPU") else "CPU"]
+        return AUTO_BATCH["GPU" if on_gpu else "CPU"]
     return int(batch_size)
 
 
