@@ -56,15 +56,13 @@ def image_dataset(
     workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     paths = [str(p) for p in paths]
     if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(paths)
-        if shuffle:
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(_load, num_parallel_calls=workers, deterministic=True)
+        ds, load = tf.data.Dataset.from_tensor_slices(paths), _load
     else:
         ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, dtype=np.int32)))
-        if shuffle:
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (_load(p), y), num_parallel_calls=workers, deterministic=True)
+        load = lambda p, y: (_load(p), y)  # noqa: E731
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=workers, deterministic=True)
     if cache:
         ds = ds.cache()
     if repeat:
