@@ -215,6 +215,26 @@ def class_set(
     return (resolve_class(name_or_index, list(class_names), param),)
 
 
+def species_of(manifest: Any) -> dict[str, str]:
+    """``{class label: species}`` from a manifest with ``label`` and ``species`` columns (empty
+    when it has none)."""
+    if manifest is None or "species" not in getattr(manifest, "columns", ()) or "label" not in manifest.columns:
+        return {}
+    pairs = manifest[["label", "species"]].dropna().drop_duplicates()
+    return {str(label): str(species).lower() for label, species in pairs.itertuples(index=False) if str(species)}
+
+
+def species_groups(species: Mapping[str, str], class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """On a breed classifier, ``cat`` / ``dog`` mean every breed of that species: ``{species:
+    class indices}`` for the classes of ``class_names`` that ``species`` (see :func:`species_of`) names."""
+    index = {str(c): i for i, c in enumerate(class_names)}
+    groups: dict[str, set[int]] = {}
+    for label, sp in species.items():
+        if label in index and sp:
+            groups.setdefault(sp, set()).add(index[label])
+    return {k: tuple(sorted(v)) for k, v in groups.items()}
+
+
 def set_mask(sets: Sequence[Sequence[int]], n_classes: int) -> np.ndarray:
     """(N, C) boolean membership of each row's set."""
     mask = np.zeros((len(sets), n_classes), dtype=bool)

@@ -50,19 +50,6 @@ def _imagenet_names(backbone: Mapping[str, Any], labels: Any = None) -> list[str
     return imagenet_class_names(labels if labels is not None else backbone.get("imagenet_labels"))
 
 
-def _species_groups(manifest: pd.DataFrame, class_names: list[str]) -> dict[str, tuple[int, ...]]:
-    """On a breed classifier, ``cat`` / ``dog`` mean every breed of that species (from the manifest)."""
-    groups: dict[str, list[int]] = {}
-    if manifest is None or "species" not in manifest or "label" not in manifest:
-        return {}
-    index = {c: i for i, c in enumerate(class_names)}
-    pairs = manifest[["label", "species"]].dropna().drop_duplicates()
-    for label, species in pairs.itertuples(index=False):
-        if str(label) in index and str(species):
-            groups.setdefault(str(species).lower(), []).append(index[str(label)])
-    return {k: tuple(sorted(set(v))) for k, v in groups.items()}
-
-
 def _true_set(label: Any, species: Any, class_names: list[str], groups: Mapping[str, tuple[int, ...]]) -> tuple[int, ...] | None:
     """The classes that count as correct for an image labelled ``label`` (species ``species``)."""
     for key in (label, species):
@@ -152,7 +139,7 @@ def check_parameters(
         groups: dict[str, tuple[int, ...]] = dict(attacks.IMAGENET_GROUPS)
     else:
         names = [str(c) for c in class_names()]
-        groups = _species_groups(manifest, names)
+        groups = attacks.species_groups(attacks.species_of(manifest), names)
 
     target = params.get("target")
     target_set = None

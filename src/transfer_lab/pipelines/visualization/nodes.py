@@ -84,14 +84,6 @@ def _second_model_spec(value: Any, backbone: Mapping[str, Any]) -> dict[str, Any
     }
 
 
-def _species_of(manifest: Any) -> dict[str, str]:
-    """``{class label: species}`` from the manifest (empty when it has none)."""
-    if manifest is None or "species" not in getattr(manifest, "columns", ()) or "label" not in manifest.columns:
-        return {}
-    pairs = manifest[["label", "species"]].dropna().drop_duplicates()
-    return {str(label): str(species).lower() for label, species in pairs.itertuples(index=False) if str(species)}
-
-
 def _map_to_imagenet(members: list[str], class_map: Mapping[str, Any], imagenet_names: list[str],
                      species: Mapping[str, str]) -> tuple[list[int], str]:
     """ImageNet classes that stand for a class (or group) of the model: ``class_map`` when given,
@@ -132,7 +124,7 @@ def check_parameters(
     ``dog`` (151-268); on a breed classifier ``cat`` / ``dog`` = every breed of that species (from
     the manifest's species column, when the manifest exists).
     """
-    from transfer_lab.attacks import class_set
+    from transfer_lab.attacks import class_set, species_groups, species_of
     from transfer_lab.backbones import BackboneConfig, imagenet_class_names
     from transfer_lab.featuremaps import resolve_layer_names
 
@@ -162,13 +154,10 @@ def check_parameters(
     species: dict[str, str] = {}
     if kind == "classifier" and manifest is not None:
         try:
-            species = _species_of(manifest())
+            species = species_of(manifest())
         except Exception as exc:  # no manifest: no species groups, and the error says so only if one is asked for
             log.info("visualization: no manifest for species groups (%s)", exc)
-    groups: dict[str, list[int]] = {}
-    for label, sp in species.items():
-        if label in names and sp:
-            groups.setdefault(sp, []).append(names.index(label))
+    groups = species_groups(species, names)
     wanted = _classes_list(params.get("classes"))
     classes: list[dict[str, Any]] = []
     for item in wanted:
