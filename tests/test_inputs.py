@@ -69,3 +69,18 @@ def test_array_dataset_epochs_are_seeded_permutations():
     assert all(np.array_equal(a, b) for a, b in zip(first, again))  # same seed, same orders
     plain, _ = array_dataset(x, y, batch_size=4)
     assert np.concatenate([b[1].numpy() for b in plain]).tolist() == list(range(10))
+
+
+def test_cached_and_shuffled_dataset_takes_a_new_order_every_pass(tmp_path, make_image):
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"img{i}.png"
+        make_image(p, size=(12, 12), fmt="PNG", seed=i)
+        paths.append(str(p))
+    ds = image_dataset(paths, list(range(12)), image_size=8, batch_size=5, shuffle=True, cache=True, seed=3)
+    orders = [np.concatenate([y.numpy() for _, y in ds]).tolist() for _ in range(3)]
+    for order in orders:
+        assert sorted(order) == list(range(12))
+    assert orders[0] != orders[1] and orders[1] != orders[2]
+    again = image_dataset(paths, list(range(12)), image_size=8, batch_size=5, shuffle=True, cache=True, seed=3)
+    assert np.concatenate([y.numpy() for _, y in again]).tolist() == orders[0]

@@ -686,13 +686,11 @@ def split_data(manifest: Any, class_names: Sequence[str]) -> dict[str, tuple[lis
 
 def train_dataset(paths: Sequence[str], labels: np.ndarray, *, image_size: int, batch_size: int, seed: int,
                   cache: bool = True) -> Any:
-    """Shuffled every epoch; decoded photos cached in memory after the first epoch (the shuffle
-    comes after the cache, so the order still changes each epoch)."""
+    """Shuffled every epoch; with ``cache`` decoded photos are kept in memory after the first epoch."""
     from transfer_lab.inputs import image_dataset
 
-    ds = image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=False, cache=cache)
-    n = len(paths)
-    return ds.unbatch().shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+    return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=True, seed=seed,
+                         cache=cache)
 
 
 def eval_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size: int, batch_size: int,

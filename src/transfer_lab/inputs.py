@@ -28,7 +28,9 @@ def image_dataset(
     flip: bool = False,
 ):
     """A ``tf.data.Dataset`` of ``images`` or ``(images, labels)`` batches; ``flip``: of the
-    left-right mirror images.
+    left-right mirror images. ``shuffle``: a new seeded order every pass; ``cache``: decoded
+    images kept in memory after the first pass (and shuffled after the cache, so the order still
+    changes every pass).
 
     tf.data autotuning is off, with fixed parallelism (one decode per CPU core) and a prefetch of
     two batches instead. With autotuning on, deleting an iterator (the end of every pass, every
@@ -60,11 +62,14 @@ def image_dataset(
     else:
         ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, dtype=np.int32)))
         load = lambda p, y: (_load(p), y)  # noqa: E731
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    reshuffle = lambda d: d.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
+    if shuffle and not cache:
+        ds = reshuffle(ds)  # paths, before decoding: the buffer holds file names, not images
     ds = ds.map(load, num_parallel_calls=workers, deterministic=True)
     if cache:
         ds = ds.cache()
+        if shuffle:
+            ds = reshuffle(ds)  # after the cache, or every epoch would replay the first one's order
     if repeat:
         ds = ds.repeat()
     return _without_autotuning(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2))
