@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -40,7 +39,6 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="folder for the PNGs (default: none written)")
     args = ap.parse_args()
 
-    import numpy as np
     import yaml
 
     from transfer_lab import ideal

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from transfer_lab.backbones import BackboneError, backbone_of, get_spec, layer_groups
+from transfer_lab.backbones import backbone_of, get_spec, layer_groups
 from transfer_lab.io_utils import atomic_path, write_json
 
 log = logging.getLogger(__name__)

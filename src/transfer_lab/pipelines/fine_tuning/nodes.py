@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 
 from transfer_lab import tracking
-from transfer_lab.backbones import BackboneConfig, backbone_of, build_backbone
+from transfer_lab.backbones import BackboneConfig, build_backbone
 from transfer_lab.finetune import (
     FineTuneConfig,
     FineTuneError,
     TqdmProgress,
     backup_key,
     compile_for_fine_tuning,
-    current_learning_rate,
     fit_resumable,
     mark_finetuned,
     predict,
