@@ -78,11 +78,10 @@ def main() -> None:
     n = len(paths)
     cfg = BackboneConfig.from_params({"name": args.backbone, "weights": args.weights, "image_size": args.size})
     extractor = build_feature_extractor(cfg)
-    import tensorflow as tf
+    from transfer_lab.runtime import describe_devices
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    ours_batch = resolve_batch_size(args.ours_batch_size if args.ours_batch_size == "auto" else int(args.ours_batch_size),
-                                    on_gpu=device == "GPU")
+    device = "GPU" if describe_devices()["n_gpus"] else "CPU"
+    ours_batch = resolve_batch_size(args.ours_batch_size, on_gpu=device == "GPU")
     print(f"{n} photos ({', '.join(classes)}) from {src}, {cfg.name} at {cfg.size} px on {device}, batch "
           f"{args.batch_size} (baseline) / {ours_batch} (ours, feature_extraction.batch_size={args.ours_batch_size}); "
           f"load average {load()}")
