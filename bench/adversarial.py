@@ -1,4 +1,4 @@
-"""Our compiled PGD (transfer_lab.attacks) against IBM ART's ProjectedGradientDescent, in one run.
+"""Our compiled PGD (transfer_lab.models.attacks) against IBM ART's ProjectedGradientDescent, in one run.
 
 Same model, same images, same budget, step size, steps and target; both results are judged the
 same way: rounded to whole pixels and clipped to 0-255 (a real image), then the model's top-1 class.
@@ -44,8 +44,8 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from transfer_lab import attacks, backbones
-    from transfer_lab.inputs import load_batch
+    from transfer_lab.models import attacks, backbones
+    from transfer_lab.data.tfdata import load_batch
 
     if args.model:
         import keras

@@ -58,8 +58,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import keras
 
-    from transfer_lab.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
-    from transfer_lab.inputs import image_dataset
+    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
+    from transfer_lab.data.tfdata import image_dataset
     from transfer_lab.pipelines.feature_extraction.nodes import resolve_batch_size, run_extractor
 
     src = Path(args.source)
@@ -78,7 +78,7 @@ def main() -> None:
     n = len(paths)
     cfg = BackboneConfig.from_params({"name": args.backbone, "weights": args.weights, "image_size": args.size})
     extractor = build_feature_extractor(cfg)
-    from transfer_lab.runtime import describe_devices
+    from transfer_lab.runtime.devices import describe_devices
 
     device = "GPU" if describe_devices()["n_gpus"] else "CPU"
     ours_batch = resolve_batch_size(args.ours_batch_size, on_gpu=device == "GPU")

@@ -117,7 +117,7 @@ def main() -> None:
         print(f"   {label:9s} {right / n:.4f} ({n - right} errors, 95 % interval {lo:.3f}-{hi:.3f})")
     labels_file = SHARED / "weights" / "imagenet_labels.txt"
     if labels_file.is_file():
-        from transfer_lab.backbones import imagenet_class_names
+        from transfer_lab.models.backbones import imagenet_class_names
 
         labels = imagenet_class_names(str(labels_file))
         print("\n   ImageNet class matched to each breed: "

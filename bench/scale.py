@@ -55,14 +55,17 @@ def photos(root: Path, n: int) -> tuple[list[str], list[int]]:
 def run_config(args: argparse.Namespace, runtime: dict) -> dict:
     import numpy as np
 
-    from transfer_lab import distribute
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.runtime import strategy as distribute
+    from transfer_lab.runtime.devices import set_seed
 
     rt = distribute.setup_runtime(runtime)  # first: logical devices and strategies need a fresh TF
     set_seed(0)
-    from transfer_lab.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
-    from transfer_lab.finetune import compile_for_fine_tuning, train_dataset, unfreeze_top
-    from transfer_lab.inputs import image_dataset
+    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
+    from transfer_lab.data.tfdata import train_dataset
+    from transfer_lab.models.training import compile_for_fine_tuning
+    from transfer_lab.models.unfreeze import unfreeze_top
+    from transfer_lab.data.tfdata import image_dataset
+    from transfer_lab.models.predict import predict_batches
 
     paths, labels = photos(Path(args.photos), args.n)
     n_classes = max(labels) + 1
@@ -74,10 +77,10 @@ def run_config(args: argparse.Namespace, runtime: dict) -> dict:
     with rt.scope():
         extractor = build_feature_extractor(cfg)
     ds = image_dataset(paths, image_size=cfg.size, batch_size=batch, cache=True)
-    for _ in distribute.predict_batches(extractor, ds, rt):  # warm-up: decode, trace, compile
+    for _ in predict_batches(extractor, ds, rt):  # warm-up: decode, trace, compile
         pass
     t0 = time.perf_counter()
-    feats = np.concatenate(list(distribute.predict_batches(extractor, ds, rt)))
+    feats = np.concatenate(list(predict_batches(extractor, ds, rt)))
     extract_s = time.perf_counter() - t0
     assert feats.shape == (len(paths), extractor.output_shape[-1])
 

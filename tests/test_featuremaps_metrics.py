@@ -1,13 +1,13 @@
-"""transfer_lab.featuremaps (layer activations for an image) and transfer_lab.metrics."""
+"""transfer_lab.models.featuremaps (layer activations for an image) and transfer_lab.reports.metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from transfer_lab.backbones import BackboneConfig, BackboneError, build_classifier, build_feature_extractor, build_head
-from transfer_lab.featuremaps import layer_activations
-from transfer_lab.metrics import classification_report, top_k_accuracy
+from transfer_lab.models.backbones import BackboneConfig, BackboneError, build_classifier, build_feature_extractor, build_head
+from transfer_lab.models.featuremaps import layer_activations
+from transfer_lab.reports.metrics import classification_report, top_k_accuracy
 
 
 def test_layer_activations_on_feature_extractor_and_classifier():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from transfer_lab.imaging import load_rgb
-from transfer_lab.inputs import image_dataset
+from transfer_lab.data.imaging import load_rgb
+from transfer_lab.data.tfdata import image_dataset
 
 
 def test_batches_keep_order_labels_and_mirror(tmp_path, make_image):
@@ -38,7 +38,7 @@ def test_autotuning_is_off(tmp_path, make_image):
 
 
 def test_balanced_class_weights_make_every_class_count_the_same():
-    from transfer_lab.inputs import balanced_class_weights
+    from transfer_lab.data.tfdata import balanced_class_weights
 
     labels = [0] * 112 + [1] * 6 + [2] * 14
     w = balanced_class_weights(labels, 3)
@@ -50,7 +50,7 @@ def test_balanced_class_weights_make_every_class_count_the_same():
 
 
 def test_array_dataset_epochs_are_seeded_permutations():
-    from transfer_lab.inputs import array_dataset
+    from transfer_lab.data.tfdata import array_dataset
 
     x = np.arange(10, dtype=np.float32)[:, None]
     y = np.arange(10)

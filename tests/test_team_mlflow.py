@@ -192,7 +192,7 @@ def test_runs_land_on_the_postgres_backed_server_and_the_model_serves(team_serve
                                                                       tmp_path, monkeypatch):
     import keras
 
-    from transfer_lab.imaging import load_rgb
+    from transfer_lab.data.imaging import load_rgb
 
     src = _photos(tmp_path / "photos", make_image)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server)  # the only setting the project needs

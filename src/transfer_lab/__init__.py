@@ -1,6 +1,6 @@
 """transfer-lab: transfer learning on images as Kedro pipelines."""
 
-from transfer_lab import quiet as _quiet
+from transfer_lab.runtime import quiet as _quiet
 
 _quiet.silence()
 

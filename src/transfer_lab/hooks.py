@@ -18,7 +18,7 @@ def experiment_name(source: str, labels: str, layout: str = "auto") -> str:
     from pathlib import PurePosixPath
     from urllib.parse import urlparse
 
-    from transfer_lab.sources import ARCHIVE_SUFFIXES, KNOWN_CHECKSUMS
+    from transfer_lab.data.sources import ARCHIVE_SUFFIXES, KNOWN_CHECKSUMS
 
     text = str(source).rstrip("/")
     if text in KNOWN_CHECKSUMS:  # the official Oxford-IIIT Pet archive
@@ -45,7 +45,7 @@ class TransferLabHooks:
         """Name the MLflow experiment after the data set and task (kedro-mlflow has set it up already)."""
         self._runtime_params = dict(context.params.get("runtime") or {})
         cfg = getattr(context, "mlflow", None)
-        from transfer_lab.distribute import is_chief
+        from transfer_lab.runtime.cluster import is_chief
 
         if cfg is not None and not is_chief():
             # Multi-worker training: only the chief opens an MLflow run (kedro-mlflow skips
@@ -83,18 +83,18 @@ class TransferLabHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._logged = False
-        from transfer_lab.distribute import is_chief
+        from transfer_lab.runtime.cluster import is_chief
 
         if not is_chief():
             _skip_saves(pipeline, catalog)
         if not any(_needs_tensorflow(n) for n in pipeline.nodes):
             return
-        from transfer_lab.runtime import describe_devices
+        from transfer_lab.runtime.devices import describe_devices
 
         self._device = describe_devices()
         log.info("Running on %s (TensorFlow %s)", self._device["device"], self._device["tensorflow"])
         # Strategy, precision and logical devices must be set before TensorFlow does any work.
-        from transfer_lab.distribute import setup_runtime
+        from transfer_lab.runtime.strategy import setup_runtime
 
         self._runtime = setup_runtime(getattr(self, "_runtime_params", None) or {})
         log.info("Runtime: %s", self._runtime.summary())
@@ -104,7 +104,7 @@ class TransferLabHooks:
         # kedro-mlflow opens the MLflow run in its own before_pipeline_run: log once it exists.
         if self._logged or self._device is None:
             return
-        from transfer_lab import tracking
+        from transfer_lab.io import tracking
 
         if tracking.active():
             tracking.set_tags({"device": self._device["device"], "n_gpus": self._device["n_gpus"]})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer_lab import attacks
-from transfer_lab.attacks import AttackConfig, AttackError, PixelAttack
+from transfer_lab.models import attacks
+from transfer_lab.models.attacks import AttackConfig, AttackError, PixelAttack
 
 SIZE = 32
 
@@ -110,7 +110,7 @@ def test_targeted_success_on_an_easy_case_and_early_stop():
 
 
 def test_png_round_trip_keeps_the_attack(tmp_path):
-    from transfer_lab.imaging import load_rgb, save_png
+    from transfer_lab.data.imaging import load_rgb, save_png
 
     model = linear_model(seed=9)
     x = images(6, seed=11)

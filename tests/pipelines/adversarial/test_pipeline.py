@@ -38,7 +38,7 @@ BASE = {
 
 
 def test_pipeline_writes_pngs_that_still_fool_the_model(tiny_project):
-    from transfer_lab.imaging import load_rgb
+    from transfer_lab.data.imaging import load_rgb
 
     tiny_project.run("adversarial", BASE)
     m = json.loads(tiny_project.out("data/08_reporting/adversarial.json").read_text())

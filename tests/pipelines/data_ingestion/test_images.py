@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer_lab import imaging
+from transfer_lab.data import imaging
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transfer_lab import layouts
+from transfer_lab.data import layouts
 from transfer_lab.pipelines.data_ingestion import nodes
 
 BASE = {"source": ".", "layout": "auto", "labels": "breed",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from transfer_lab import sources
+from transfer_lab.data import sources
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from transfer_lab.backbones import BackboneError
+from transfer_lab.models.backbones import BackboneError
 from transfer_lab.pipelines.feature_extraction.nodes import (
     FeatureExtractionError,
     cache_key,

@@ -7,8 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from transfer_lab import finetune as ft
-from transfer_lab.backbones import BackboneConfig, backbone_of, build_classifier, build_head
+from transfer_lab.models.backbones import all_layers
+from transfer_lab.models.training import (
+    FineTuneError,
+    compile_for_fine_tuning,
+    current_learning_rate,
+    fit_resumable,
+    training_model,
+)
+from transfer_lab.models.unfreeze import unfreeze_top
+from transfer_lab.params.fine_tuning import FineTuneConfig
+
+from .interrupt import StopAfterEpochs
+from transfer_lab.models.backbones import BackboneConfig, backbone_of, build_classifier, build_head
 
 SIZE = 32
 
@@ -33,13 +44,13 @@ def random_data(n: int = 16, n_classes: int = 2, seed: int = 0):
 def _bn_layers(model):
     import keras
 
-    return [l for l in ft._all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    return [l for l in all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
 
 
 def test_unfreeze_blocks_layers_and_names():
     model = tiny_classifier()
     backbone = backbone_of(model)
-    sel = ft.unfreeze_top(model, "mobilenet_v2", 2)
+    sel = unfreeze_top(model, "mobilenet_v2", 2)
     trainable = {l.name for l in backbone.layers if l.trainable and l.weights}
     # the top two blocks of MobileNetV2 are block_16 and Conv_1; their BN layers stay frozen
     assert trainable == {"block_16_expand", "block_16_depthwise", "block_16_project", "Conv_1"}
@@ -51,22 +62,22 @@ def test_unfreeze_blocks_layers_and_names():
     expected += sum(int(np.prod(w.shape)) for w in model.get_layer("logits").weights)
     assert sel["trainable_params"] == expected == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
-    ft.unfreeze_top(model, "mobilenet_v2", "5 layers")
+    unfreeze_top(model, "mobilenet_v2", "5 layers")
     assert [l.name for l in backbone.layers if l.trainable and l.weights] == ["block_16_project", "Conv_1"]
-    ft.unfreeze_top(model, "mobilenet_v2", "block_15_depthwise")
+    unfreeze_top(model, "mobilenet_v2", "block_15_depthwise")
     names = [l.name for l in backbone.layers if l.trainable and l.weights]
     assert names[0] == "block_15_depthwise" and "block_15_expand" not in names and names[-1] == "Conv_1"
-    ft.unfreeze_top(model, "mobilenet_v2", "block_14")
+    unfreeze_top(model, "mobilenet_v2", "block_14")
     assert backbone.get_layer("block_14_expand").trainable and not backbone.get_layer("block_13_project").trainable
-    ft.unfreeze_top(model, "mobilenet_v2", "all")
+    unfreeze_top(model, "mobilenet_v2", "all")
     assert backbone.get_layer("Conv1").trainable
     assert all(not l.trainable for l in _bn_layers(model))
 
 
 def test_batchnorm_stays_frozen_while_training():
     model = tiny_classifier()
-    ft.unfreeze_top(model, "mobilenet_v2", "all")
-    ft.compile_for_fine_tuning(model, 1e-3, jit_compile=False)
+    unfreeze_top(model, "mobilenet_v2", "all")
+    compile_for_fine_tuning(model, 1e-3, jit_compile=False)
     bns = _bn_layers(model)
     assert bns and all(not l.trainable for l in bns)
     before = [[np.array(w) for w in l.weights] for l in bns]
@@ -84,20 +95,20 @@ def test_batchnorm_stays_frozen_while_training():
 
 
 def test_optimizer_uses_configured_learning_rate():
-    cfg = ft.FineTuneConfig.from_params({"learning_rate": 3e-5})
+    cfg = FineTuneConfig.from_params({"learning_rate": 3e-5})
     model = tiny_classifier()
-    ft.unfreeze_top(model, "mobilenet_v2", 1)
-    trainer = ft.training_model(model, cfg.augmentation)
-    ft.compile_for_fine_tuning(trainer, cfg.learning_rate)
-    assert ft.current_learning_rate(trainer) == pytest.approx(3e-5, rel=1e-6)
-    assert ft.FineTuneConfig.from_params({}).learning_rate == 1e-5
+    unfreeze_top(model, "mobilenet_v2", 1)
+    trainer = training_model(model, cfg.augmentation)
+    compile_for_fine_tuning(trainer, cfg.learning_rate)
+    assert current_learning_rate(trainer) == pytest.approx(3e-5, rel=1e-6)
+    assert FineTuneConfig.from_params({}).learning_rate == 1e-5
 
 
 def test_augmentation_only_in_training():
-    cfg = ft.FineTuneConfig.from_params({"augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
+    cfg = FineTuneConfig.from_params({"augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
                                                           "contrast": 0.3}})
     model = tiny_classifier()
-    trainer = ft.training_model(model, cfg.augmentation, seed=1)
+    trainer = training_model(model, cfg.augmentation, seed=1)
     assert trainer is not model
     aug = trainer.get_layer("augmentation")
     assert [l.name for l in aug.layers] == ["flip", "rotation", "zoom", "contrast"]
@@ -106,8 +117,8 @@ def test_augmentation_only_in_training():
     np.testing.assert_array_equal(aug(x, training=False), x)
     assert not np.allclose(aug(x, training=True), x)
     # no augmentation: train the classifier itself
-    off = ft.FineTuneConfig.from_params({"augmentation": None})
-    assert ft.training_model(model, off.augmentation) is model
+    off = FineTuneConfig.from_params({"augmentation": None})
+    assert training_model(model, off.augmentation) is model
 
 
 def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
@@ -121,13 +132,13 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
 
     # first run: killed at the start of the third epoch (0-based 2)
     with pytest.raises(KeyboardInterrupt):
-        cfg = ft.FineTuneConfig.from_params({"epochs": 4, "early_stopping": {"patience": 50},
+        cfg = FineTuneConfig.from_params({"epochs": 4, "early_stopping": {"patience": 50},
                                              "reduce_lr": {"patience": 50}, "learning_rate": 1e-3})
         model = tiny_classifier()
-        ft.unfreeze_top(model, "mobilenet_v2", 1)
-        ft.compile_for_fine_tuning(model, cfg.learning_rate, jit_compile=False)
+        unfreeze_top(model, "mobilenet_v2", 1)
+        compile_for_fine_tuning(model, cfg.learning_rate, jit_compile=False)
         _, _, ds = random_data()
-        ft.fit_resumable(model, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), ft.StopAfterEpochs(2)],
+        fit_resumable(model, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), StopAfterEpochs(2)],
                          verbose=0)
     meta = json.loads((tmp_path / "backup" / "keras" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2
@@ -137,8 +148,8 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
     # same parameters again: a fresh model continues at epoch 2, with the trained weights
     seen.clear()
     model2 = tiny_classifier()
-    ft.unfreeze_top(model2, "mobilenet_v2", 1)
-    ft.compile_for_fine_tuning(model2, cfg.learning_rate, jit_compile=False)
+    unfreeze_top(model2, "mobilenet_v2", 1)
+    compile_for_fine_tuning(model2, cfg.learning_rate, jit_compile=False)
     assert not all(np.array_equal(np.array(w), t) for w, t in zip(model2.weights, trained))
 
     class CheckStart(keras.callbacks.Callback):
@@ -149,7 +160,7 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
                 restored.append(epoch)
 
     restored = []
-    info = ft.fit_resumable(model2, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), CheckStart()], verbose=0)
+    info = fit_resumable(model2, ds, ds, cfg, tmp_path / "backup", extra_callbacks=[Spy(), CheckStart()], verbose=0)
     assert seen == [2, 3] and restored == [2]
     assert info["resumed_from_epoch"] == 2
     assert info["epochs_run"] == 4 and len(info["history"]["loss"]) == 4
@@ -180,7 +191,7 @@ def test_bad_parameters_fail_at_once(params, message):
     from transfer_lab.pipelines.fine_tuning.nodes import validate_parameters
 
     backbone = {"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35}
-    with pytest.raises(ft.FineTuneError, match=message):
+    with pytest.raises(FineTuneError, match=message):
         validate_parameters(params, backbone)
 
 
@@ -190,28 +201,3 @@ def _dense_model(name: str, seed: int):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((4,))
     return keras.Model(inputs, keras.layers.Dense(2, name="logits", bias_initializer="random_normal")(inputs), name=name)
-
-
-def test_head_classifier_dataset_keeps_the_head_only_model(tmp_path):
-    from kedro.io import DatasetError
-
-    from transfer_lab.datasets import KerasModelDataset
-
-    path, copy = tmp_path / "classifier.keras", tmp_path / "head_classifier.keras"
-    ds = ft.HeadClassifierDataset(filepath=str(path), head_copy=str(copy))
-    head = _dense_model("mobilenet_v2_classifier", seed=1)
-    KerasModelDataset(str(path)).save(head)
-    loaded = ds.load()
-    assert copy.exists() and not loaded.name.endswith(ft.FINETUNED_SUFFIX)
-    head_bias = np.array(head.get_layer("logits").bias)
-
-    tuned = _dense_model("mobilenet_v2_classifier", seed=2)
-    ft.mark_finetuned(tuned)
-    KerasModelDataset(str(path)).save(tuned)
-    assert ft.is_finetuned_file(path)
-    again = ds.load()  # the head-only copy, not the fine-tuned file
-    np.testing.assert_allclose(np.array(again.get_layer("logits").bias), head_bias)
-
-    copy.unlink()
-    with pytest.raises(DatasetError, match="head_training"):
-        ds.load()

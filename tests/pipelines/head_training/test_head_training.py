@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transfer_lab.backbones import BackboneConfig, build_feature_extractor
+from transfer_lab.models.backbones import BackboneConfig, build_feature_extractor
 from transfer_lab.pipelines.head_training.nodes import (
     HeadTrainingError,
     assemble_classifier,

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from transfer_lab import ideal
-from transfer_lab.ideal import IdealConfig, IdealError
+from transfer_lab.models import ideal
+from transfer_lab.models.ideal import IdealConfig, IdealError
 
 
 def tiny_model(n_classes: int = 4, size: int = 32, seed: int = 0):
@@ -98,7 +98,7 @@ def test_transforms_keep_shape_and_pass_gradients():
 
 
 def test_target_probability_rises_on_a_tiny_model():
-    from transfer_lab.backbones import logits_model
+    from transfer_lab.models.backbones import logits_model
 
     model = colour_model()
     logits = logits_model(model)
@@ -125,7 +125,7 @@ def test_target_probability_rises_on_a_tiny_model():
 
 
 def test_group_target_raises_the_summed_probability():
-    from transfer_lab.backbones import logits_model
+    from transfer_lab.models.backbones import logits_model
 
     model = colour_model()
     res = ideal.generate(logits_model(model), [0, 1], IdealConfig(steps=30, learning_rate=0.5, jitter=2, regularizers={"total_variation": 0.01}),
@@ -138,7 +138,7 @@ def test_group_target_raises_the_summed_probability():
 
 
 def test_tv_weight_makes_images_smoother():
-    from transfer_lab.backbones import logits_model
+    from transfer_lab.models.backbones import logits_model
 
     logits = logits_model(tiny_model(seed=3))
     common = dict(steps=40, learning_rate=0.5, parameterization="pixel", decorrelate_colour=False, jitter=0, scale=(1.0, 1.0), rotate=0)
@@ -163,7 +163,7 @@ def _plan_inputs(model_fn=tiny_model, names=("cat", "dog", "bird", "fish")):
 
 
 def test_check_parameters_unknown_class_zero_steps_unknown_layer(make_image, tmp_path):
-    from transfer_lab.backbones import BackboneError
+    from transfer_lab.models.backbones import BackboneError
     from transfer_lab.pipelines.visualization.nodes import check_parameters
 
     names, model = _plan_inputs()
@@ -184,7 +184,7 @@ def test_check_parameters_unknown_class_zero_steps_unknown_layer(make_image, tmp
 def test_pipeline_on_a_tiny_classifier(kedro_project, make_image):
     """The whole pipeline in-process: a tiny MobileNetV2 classifier (random weights, 32 px) saved
     where head_training puts it, a random second model, feature maps of two layers."""
-    from transfer_lab.backbones import BackboneConfig, build_classifier, build_head
+    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
 
     cfg = BackboneConfig(name="mobilenet_v2", weights=None, image_size=32, alpha=0.35)
     head = build_head(int(1280), 2, dropout=0.0)
@@ -206,7 +206,7 @@ def test_pipeline_on_a_tiny_classifier(kedro_project, make_image):
     assert (out / "ideal_images_grid.png").stat().st_size > 1000
     assert sorted(p.name for p in (out / "visualization_feature_maps").glob("*.png")) == ["block_1_expand_relu.png", "out_relu.png"]
     report = json.loads((out / "ideal_images.json").read_text())
-    from transfer_lab.imaging import load_rgb
+    from transfer_lab.data.imaging import load_rgb
 
     for name, idx in (("cat", 0), ("dog", 1)):
         entry = report["classes"][name]
@@ -232,7 +232,7 @@ def _labels():
 @pytest.mark.slow
 def test_ideal_zebra_on_real_weights(shared_dir):
     """MobileNetV2's ideal zebra: p >= 0.95 under it, and top-5 for zebra under MobileNet 0.25."""
-    from transfer_lab.backbones import build_imagenet_classifier, imagenet_class_names, logits_model
+    from transfer_lab.models.backbones import build_imagenet_classifier, imagenet_class_names, logits_model
 
     w = shared_dir / "weights"
     model = build_imagenet_classifier("mobilenet_v2", w / "mobilenet_v2_1.0_imagenet.weights.h5")

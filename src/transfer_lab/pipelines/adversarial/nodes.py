@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from transfer_lab import attacks
-from transfer_lab.attacks import AttackConfig, AttackError
+from transfer_lab.models import attacks
+from transfer_lab.models.attacks import AttackConfig, AttackError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _as_int(value: Any, param: str, *, minimum: int, allow_none: bool = True) ->
 
 
 def _imagenet_names(backbone: Mapping[str, Any], labels: Any = None) -> list[str]:
-    from transfer_lab.backbones import imagenet_class_names
+    from transfer_lab.models.backbones import imagenet_class_names
 
     return imagenet_class_names(labels if labels is not None else backbone.get("imagenet_labels"))
 
@@ -63,7 +63,7 @@ def _true_set(label: Any, species: Any, class_names: list[str], groups: Mapping[
 
 
 def _list_source(source: str) -> list[Path]:
-    from transfer_lab.imaging import ImageRejected, inspect_image
+    from transfer_lab.data.imaging import ImageRejected, inspect_image
 
     path = Path(str(source)).expanduser()
     if not path.exists():
@@ -86,7 +86,7 @@ def _list_source(source: str) -> list[Path]:
 def _build_model(plan: Mapping[str, Any], classifier: Callable[[], Any]) -> Any:
     if plan["model"] == "classifier":
         return classifier()
-    from transfer_lab.backbones import build_imagenet_classifier
+    from transfer_lab.models.backbones import build_imagenet_classifier
 
     net = plan["imagenet"]
     return build_imagenet_classifier(net["name"], net["weights"], image_size=net["image_size"], alpha=net["alpha"])
@@ -129,7 +129,7 @@ def check_parameters(
 
     imagenet = None
     if model == "imagenet":
-        from transfer_lab.backbones import BackboneConfig
+        from transfer_lab.models.backbones import BackboneConfig
 
         cfg = BackboneConfig.from_params(backbone)
         size = params.get("image_size") or backbone.get("image_size") or cfg.spec.default_size
@@ -171,7 +171,7 @@ def check_parameters(
         t_known = {"name", "weights", "alpha", "labels", "image_size"}
         if set(transfer) - t_known:
             raise AttackError(f"Unknown adversarial.transfer key(s) {', '.join(sorted(set(transfer) - t_known))}. Known: {', '.join(sorted(t_known))}.")
-        from transfer_lab.backbones import get_spec
+        from transfer_lab.models.backbones import get_spec
 
         spec = get_spec(transfer.get("name", "mobilenet"))
         weights = transfer.get("weights", "imagenet")
@@ -221,8 +221,8 @@ def _config(d: Mapping[str, Any], **override: Any) -> AttackConfig:
 
 def attack_images(plan: Mapping[str, Any], manifest: pd.DataFrame, classifier: Callable[[], Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Attack the source images; return the adversarial images (saved as PNGs) and the records."""
-    from transfer_lab.inputs import load_batch
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.data.tfdata import load_batch
+    from transfer_lab.runtime.devices import set_seed
 
     set_seed(plan["attack"]["seed"])
     model = _build_model(plan, classifier)
@@ -294,7 +294,7 @@ def attack_images(plan: Mapping[str, Any], manifest: pd.DataFrame, classifier: C
 
 def robustness_curve(plan: Mapping[str, Any], manifest: pd.DataFrame, classifier: Callable[[], Any]) -> dict[str, Any]:
     """Accuracy on the test split under untargeted PGD, for each budget."""
-    from transfer_lab.inputs import load_batch
+    from transfer_lab.data.tfdata import load_batch
 
     rob = plan["robustness"]
     if not rob["budgets"]:
@@ -343,7 +343,7 @@ def robustness_curve(plan: Mapping[str, Any], manifest: pd.DataFrame, classifier
 
 
 def _transfer_model(plan: Mapping[str, Any], size: int) -> tuple[Any, list[str]]:
-    from transfer_lab.backbones import build_imagenet_classifier
+    from transfer_lab.models.backbones import build_imagenet_classifier
 
     t = plan["transfer"]
     model = build_imagenet_classifier(t["name"], t["weights"], image_size=int(t.get("image_size") or size), alpha=t["alpha"],
@@ -410,7 +410,7 @@ def report(
     classifier: Callable[[], Any],
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Metrics measured on the saved PNGs read back with the project's decoder; figures."""
-    from transfer_lab import plots
+    from transfer_lab.reports import plots
 
     names_cls = plan["class_names"]
     missing = [n for n in records["names"] if n not in saved]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_lab import imaging, layouts, sources
+from transfer_lab.data import imaging, layouts, sources
 
 log = logging.getLogger(__name__)
 

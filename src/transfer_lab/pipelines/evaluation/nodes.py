@@ -30,7 +30,7 @@ def _is_species_model(class_names: list[str]) -> bool:
 
 def validate_parameters(params: dict[str, Any], model_config: dict[str, Any]) -> dict[str, Any]:
     """Check ``evaluation.*`` at once; ``labels: auto`` means what the model was trained on."""
-    from transfer_lab.layouts import LABEL_MODES, LAYOUTS
+    from transfer_lab.data.layouts import LABEL_MODES, LAYOUTS
 
     params = dict(params or {})
     known = {"source", "layout", "labels", "batch_size", "n_worst"}
@@ -67,7 +67,7 @@ def validate_parameters(params: dict[str, Any], model_config: dict[str, Any]) ->
 
 def scan_source(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The photos of ``evaluation.source`` with their labels (empty for unlabelled ones)."""
-    from transfer_lab.layouts import LayoutError, scan
+    from transfer_lab.data.layouts import LayoutError, scan
 
     try:
         files, unlabelled, layout = scan(config["source"], config["layout"], config["labels"])
@@ -87,7 +87,7 @@ def scan_source(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def _decode(path: str, size: int) -> np.ndarray | str:
-    from transfer_lab.imaging import ImageRejected, load_rgb
+    from transfer_lab.data.imaging import ImageRejected, load_rgb
 
     try:
         return load_rgb(path, size)
@@ -158,7 +158,7 @@ def report(
     config: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
     """evaluation.json (accuracy, top-3, n, per-class), predictions.csv, worst-mistakes gallery."""
-    from transfer_lab.metrics import classification_report
+    from transfer_lab.reports.metrics import classification_report
 
     class_names = [str(c) for c in model_config["class_names"]]
     class_species = dict(model_config.get("class_species") or {})
@@ -241,8 +241,8 @@ def _predictions_table(probs, scored, class_names, known, target_probs, targets,
 
 def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
     """The most confident wrong predictions, with their true and predicted classes."""
-    from transfer_lab import plots
-    from transfer_lab.imaging import load_rgb
+    from transfer_lab.reports import plots
+    from transfer_lab.data.imaging import load_rgb
 
     worst = mistakes.sort_values("confidence", ascending=False, kind="stable").head(n_worst)
     if worst.empty:

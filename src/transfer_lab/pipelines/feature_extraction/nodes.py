@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_lab.backbones import BackboneConfig
+from transfer_lab.models.backbones import BackboneConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dic
 
 def _weights_identity(weights: Any) -> str:
     """What the features depend on in ``backbone.weights``: a file's size, mtime and a hash of its bytes."""
-    from transfer_lab.backbones import resolve_weights
+    from transfer_lab.models.backbones import resolve_weights
 
     resolved = resolve_weights(weights)  # fails clearly on a missing file
     if resolved is None or resolved == "imagenet":
@@ -87,7 +87,7 @@ def usable_rows(manifest: pd.DataFrame) -> pd.DataFrame:
         raise FeatureExtractionError(
             f"The manifest lacks column(s) {', '.join(missing)}. Re-run `kedro run --pipelines=data_ingestion`."
         )
-    from transfer_lab.inputs import without_duplicates
+    from transfer_lab.data.manifest import without_duplicates
 
     rows = without_duplicates(manifest)
     rows = rows[rows["split"].isin(SPLITS)].copy()
@@ -144,12 +144,12 @@ def extract_features(
 
     from tqdm.auto import tqdm
 
-    from transfer_lab.backbones import build_feature_extractor
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.models.backbones import build_feature_extractor
+    from transfer_lab.runtime.devices import set_seed
 
     set_seed(config["seed"])
     cfg = BackboneConfig.from_params(config["backbone"])
-    from transfer_lab.distribute import setup_runtime
+    from transfer_lab.runtime.strategy import setup_runtime
 
     rt = setup_runtime(runtime)  # runtime.*: strategy and precision (parameters_runtime.yml)
     with rt.scope():
@@ -226,13 +226,14 @@ def run_extractor(
     """Features of ``paths`` through ``extractor``: a tf.data pipeline (parallel decode and resize,
     batching, prefetch) feeding a compiled forward pass, one batch at a time. ``flip``: of the
     left-right mirror images."""
-    from transfer_lab.inputs import image_dataset
+    from transfer_lab.data.tfdata import image_dataset
 
     n_out = int(extractor.output_shape[-1])
     if not paths:
         return np.zeros((0, n_out), np.float32)
     forward = _compiled_forward(extractor, size)
-    from transfer_lab.distribute import current, predict_batches
+    from transfer_lab.models.predict import predict_batches
+    from transfer_lab.runtime.strategy import current
 
     batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip)
     rt = current()
@@ -272,10 +273,10 @@ def _compiled_forward(extractor: Any, size: int) -> Any:
 
 def feature_map_figure(manifest: pd.DataFrame, config: dict[str, Any]) -> Any:
     """Feature maps of ``feature_extraction.feature_map_layer`` for one photo, as a figure."""
-    from transfer_lab import plots
-    from transfer_lab.backbones import build_feature_extractor
-    from transfer_lab.featuremaps import layer_activations, resolve_layer_names
-    from transfer_lab.imaging import load_rgb
+    from transfer_lab.reports import plots
+    from transfer_lab.models.backbones import build_feature_extractor
+    from transfer_lab.models.featuremaps import layer_activations, resolve_layer_names
+    from transfer_lab.data.imaging import load_rgb
 
     cfg = BackboneConfig.from_params(config["backbone"])
     path = config["feature_map_image"]

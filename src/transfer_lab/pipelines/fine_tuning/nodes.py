@@ -12,30 +12,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_lab import tracking
-from transfer_lab.backbones import BackboneConfig, build_backbone
-from transfer_lab.finetune import (
-    FineTuneConfig,
+from transfer_lab.io import tracking
+from transfer_lab.models.backbones import BackboneConfig, build_backbone
+from transfer_lab.data.manifest import split_data
+from transfer_lab.data.tfdata import balanced_class_weights, eval_dataset, train_dataset
+from transfer_lab.models.predict import predict
+from transfer_lab.models.training import (
     FineTuneError,
     TqdmProgress,
     backup_key,
     compile_for_fine_tuning,
     fit_resumable,
-    mark_finetuned,
-    predict,
-    refreeze,
-    resolve_unfreeze,
-    split_data,
-    train_dataset,
-    eval_dataset,
     training_model,
-    unfreeze_top,
     weights_fingerprint,
 )
+from transfer_lab.models.unfreeze import refreeze, resolve_unfreeze, unfreeze_top
+from transfer_lab.params.fine_tuning import FineTuneConfig
 
 log = logging.getLogger(__name__)
 
-#: Scalar metrics of transfer_lab.metrics.classification_report compared head-only vs fine-tuned.
+#: Scalar metrics of transfer_lab.reports.metrics.classification_report compared head-only vs fine-tuned.
 COMPARED = ("accuracy", "top3_accuracy", "macro_f1")
 
 
@@ -79,7 +75,7 @@ def fine_tune(
 ) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
     """Fine-tune the head-only classifier; returns the fine-tuned classifier (best validation
     epoch), its per-epoch history and a training summary."""
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.runtime.devices import set_seed
 
     cfg = FineTuneConfig.from_dict(config["fine_tuning"])
     backbone_name = str((classifier_config or {}).get("backbone", {}).get("name") or config["backbone_name"])
@@ -87,7 +83,8 @@ def fine_tune(
         log.warning("The classifier was built on %s but backbone.name is %s: unfreezing by %s's blocks.",
                     backbone_name, config["backbone_name"], backbone_name)
     set_seed(cfg.seed)
-    from transfer_lab.distribute import setup_runtime, worker_path
+    from transfer_lab.runtime.cluster import worker_path
+    from transfer_lab.runtime.strategy import setup_runtime
 
     rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)
     model = rt.replicate(head_classifier)  # rebuilt inside the strategy's scope when distributed
@@ -121,8 +118,6 @@ def fine_tune(
     steps = int(np.ceil(len(train_paths) / batch))
     log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
              len(train_paths), len(val_paths), size, cfg.epochs, backup)
-    from transfer_lab.inputs import balanced_class_weights
-
     class_weight = balanced_class_weights(train_y, len(class_names)) if cfg.class_weight else None
     info = fit_resumable(trainer, train_ds, val_ds, cfg, backup, class_weight=class_weight,
                          extra_callbacks=[TqdmProgress(steps, cfg.epochs)], verbose=0)
@@ -130,7 +125,6 @@ def fine_tune(
     tracking.log_history(history, prefix="finetune.epoch.")
 
     refreeze(model)
-    mark_finetuned(model)
     secs = info["epoch_seconds"]
     train_secs = info["train_seconds"]
     # the first epoch also decodes the photos and compiles the graph: time the later ones when there are
@@ -177,8 +171,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, Any], str, Any, Any, Any]:
     """Test metrics of the fine-tuned model (same report as head_training) and the head-only
     model on the same test photos, side by side: JSON, markdown table, figures."""
-    from transfer_lab import plots
-    from transfer_lab.metrics import classification_report
+    from transfer_lab.reports import plots
+    from transfer_lab.reports.metrics import classification_report
 
     cfg = FineTuneConfig.from_dict(config["fine_tuning"])
     data = split_data(manifest, class_names)

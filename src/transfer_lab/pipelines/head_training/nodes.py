@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from transfer_lab.backbones import BackboneConfig
+from transfer_lab.models.backbones import BackboneConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,10 @@ def train_head(
     """
     import keras
 
-    from transfer_lab import tracking
-    from transfer_lab.backbones import build_head
-    from transfer_lab.distribute import setup_runtime
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.io import tracking
+    from transfer_lab.models.backbones import build_head
+    from transfer_lab.runtime.strategy import setup_runtime
+    from transfer_lab.runtime.devices import set_seed
 
     _check_features(features)
     n_classes = len(features["class_names"])
@@ -165,7 +165,7 @@ def train_head(
         if val is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config["patience"], restore_best_weights=True))
-        from transfer_lab.inputs import array_dataset, balanced_class_weights
+        from transfer_lab.data.tfdata import array_dataset, balanced_class_weights
 
         class_weight = balanced_class_weights(y, n_classes) if config["class_weight"] else None
         batch = rt.global_batch(config["batch_size"])  # per replica
@@ -199,8 +199,8 @@ def evaluate_head(
     head: Any, features: dict[str, np.ndarray], history: dict[str, list[float]]
 ) -> tuple[dict[str, Any], Any, Any]:
     """Test-split metrics (accuracy, top-3, per-class P/R/F1, confusion matrix) and the figures."""
-    from transfer_lab import plots
-    from transfer_lab.metrics import classification_report
+    from transfer_lab.reports import plots
+    from transfer_lab.reports.metrics import classification_report
 
     _check_features(features)
     class_names = [str(c) for c in features["class_names"]]
@@ -246,7 +246,7 @@ def assemble_classifier(
 ) -> tuple[Any, list[str], dict[str, Any]]:
     """Backbone + head as one model (0-255 RGB in, probabilities out), class names, and the
     configuration later pipelines need (input size, backbone, class names, species of each class)."""
-    from transfer_lab.backbones import build_classifier
+    from transfer_lab.models.backbones import build_classifier
 
     cfg = BackboneConfig.from_params(backbone)
     n_features = int(features["train_features"].shape[1])

@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(evaluate_head, ["head", "features", "head_history"],
                  ["head_metrics", "head_confusion_matrix", "head_training_curves"], name="evaluate_head"),
             node(assemble_classifier, ["head", "params:backbone", "features"],
-                 ["classifier", "class_names@json", "classifier_config"], name="assemble_classifier"),
+                 ["head_classifier@keras", "class_names@json", "classifier_config"], name="assemble_classifier"),
         ],
         namespace="head_training",
         prefix_datasets_with_namespace=False,

@@ -1,8 +1,8 @@
 """Nodes of the visualization pipeline: check the parameters (at once, before any long work),
 draw feature maps of chosen layers for one photo, and generate one "ideal" image per class.
 
-The optimisation itself lives in :mod:`transfer_lab.ideal`; feature maps reuse
-:mod:`transfer_lab.featuremaps` and :func:`transfer_lab.plots.feature_maps`.
+The optimisation itself lives in :mod:`transfer_lab.models.ideal`; feature maps reuse
+:mod:`transfer_lab.models.featuremaps` and :func:`transfer_lab.reports.plots.feature_maps`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from transfer_lab.ideal import IdealConfig, IdealError
+from transfer_lab.models.ideal import IdealConfig, IdealError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _classes_list(value: Any) -> list[Any]:
 
 
 def _build_model(plan: Mapping[str, Any], classifier: Callable[[], Any] | None) -> Any:
-    from transfer_lab.backbones import build_imagenet_classifier
+    from transfer_lab.models.backbones import build_imagenet_classifier
 
     if plan["model"] == "classifier":
         return classifier()
@@ -49,7 +49,7 @@ def _build_model(plan: Mapping[str, Any], classifier: Callable[[], Any] | None) 
 
 
 def _second_model_spec(value: Any, backbone: Mapping[str, Any]) -> dict[str, Any] | None:
-    from transfer_lab.backbones import get_spec
+    from transfer_lab.models.backbones import get_spec
 
     if value is None or value is False:
         return None
@@ -89,7 +89,7 @@ def _map_to_imagenet(members: list[str], class_map: Mapping[str, Any], imagenet_
     """ImageNet classes that stand for a class (or group) of the model: ``class_map`` when given,
     else the class's own name or group (``cat`` = 281-285, ``dog`` = 151-268), else its species
     (a breed ImageNet lacks, like Abyssinian, counts as ``cat``), else none."""
-    from transfer_lab.attacks import class_set
+    from transfer_lab.models.attacks import class_set
 
     out: list[int] = []
     how = set()
@@ -124,9 +124,9 @@ def check_parameters(
     ``dog`` (151-268); on a breed classifier ``cat`` / ``dog`` = every breed of that species (from
     the manifest's species column, when the manifest exists).
     """
-    from transfer_lab.attacks import class_set, species_groups, species_of
-    from transfer_lab.backbones import BackboneConfig, imagenet_class_names
-    from transfer_lab.featuremaps import resolve_layer_names
+    from transfer_lab.models.attacks import class_set, species_groups, species_of
+    from transfer_lab.models.backbones import BackboneConfig, imagenet_class_names
+    from transfer_lab.models.featuremaps import resolve_layer_names
 
     params = dict(visualization or {})
     unknown = set(params) - _KNOWN
@@ -229,9 +229,9 @@ def _config_dict(config: IdealConfig) -> dict[str, Any]:
 
 def draw_feature_maps(plan: Mapping[str, Any], classifier: Callable[[], Any]) -> dict[str, Any]:
     """One PNG grid per chosen layer: the most active channels for the photo (empty when no photo)."""
-    from transfer_lab.featuremaps import layer_activations
-    from transfer_lab.imaging import load_rgb
-    from transfer_lab.plots import feature_maps
+    from transfer_lab.models.featuremaps import layer_activations
+    from transfer_lab.data.imaging import load_rgb
+    from transfer_lab.reports.plots import feature_maps
 
     fm = plan.get("feature_maps")
     if not fm:
@@ -244,7 +244,7 @@ def draw_feature_maps(plan: Mapping[str, Any], classifier: Callable[[], Any]) ->
 
 
 def _second_model(spec: Mapping[str, Any], size: int) -> Any:
-    from transfer_lab.backbones import build_imagenet_classifier
+    from transfer_lab.models.backbones import build_imagenet_classifier
 
     return build_imagenet_classifier(spec["name"], spec["weights"], image_size=spec.get("image_size") or size,
                                      alpha=spec["alpha"], param="visualization.second_model.weights")
@@ -255,10 +255,11 @@ def generate_ideal_images(plan: Mapping[str, Any], classifier: Callable[[], Any]
     TV per pixel, second model's probability and rank)."""
     from tqdm.auto import tqdm
 
-    from transfer_lab import ideal, tracking
-    from transfer_lab.backbones import logits_model
-    from transfer_lab.plots import image_grid
-    from transfer_lab.runtime import set_seed
+    from transfer_lab.io import tracking
+    from transfer_lab.models import ideal
+    from transfer_lab.models.backbones import logits_model
+    from transfer_lab.reports.plots import image_grid
+    from transfer_lab.runtime.devices import set_seed
 
     config = IdealConfig(**{**plan["config"], "scale": tuple(plan["config"]["scale"])})
     set_seed(config.seed)

@@ -17,7 +17,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -319,9 +319,17 @@ def logits_model(model: Any) -> Any:
         layer = model.get_layer("logits")
     except ValueError:
         raise BackboneError(
-            f"model {model.name!r} has no layer named 'logits'; build it with transfer_lab.backbones."
+            f"model {model.name!r} has no layer named 'logits'; build it with transfer_lab.models.backbones."
         ) from None
     return keras.Model(model.inputs, layer.output, name=f"{model.name}_logits")
+
+
+def all_layers(model: Any) -> Iterator[Any]:
+    """Every layer of ``model``, nested models' layers included, depth first."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from all_layers(layer)
 
 
 def backbone_of(model: Any) -> Any:

@@ -192,9 +192,9 @@ def class_set(
     groups: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[int, ...]:
     """Class indices meant by a name: a group (``cat`` on ImageNet = 281-285), a class name or
-    index (via :func:`transfer_lab.backbones.resolve_class`, whose error lists near matches), or a
+    index (via :func:`transfer_lab.models.backbones.resolve_class`, whose error lists near matches), or a
     list of those."""
-    from transfer_lab.backbones import resolve_class
+    from transfer_lab.models.backbones import resolve_class
 
     if isinstance(name_or_index, (list, tuple)):
         out: list[int] = []
@@ -284,8 +284,8 @@ class PixelAttack:
     def __init__(self, model: Any, *, jit_compile: bool = False):
         import tensorflow as tf
 
-        from transfer_lab.backbones import logits_model
-        from transfer_lab.quiet import quiet_tensorflow
+        from transfer_lab.models.backbones import logits_model
+        from transfer_lab.runtime.quiet import quiet_tensorflow
 
         quiet_tensorflow()
         self.model = model

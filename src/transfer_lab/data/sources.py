@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from transfer_lab.io_utils import atomic_dir, atomic_path
+from transfer_lab.io.files import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 

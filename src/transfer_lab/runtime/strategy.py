@@ -20,78 +20,26 @@ The project hook (:mod:`transfer_lab.hooks`) calls :func:`setup_runtime` before 
 same object back by calling it again with ``params:runtime``.
 
 Only the chief writes: :func:`is_chief` reads ``TF_CONFIG`` (the ``chief`` task, or worker 0 when
-the cluster has no chief). The project's datasets and :mod:`transfer_lab.tracking` skip writes on
+the cluster has no chief). The project's datasets and :mod:`transfer_lab.io.tracking` skip writes on
 other workers, and the hook keeps kedro-mlflow from opening a run there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from transfer_lab.runtime.cluster import DistributeError, cluster_size, is_chief, task, tf_config
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "none")
 PRECISIONS = ("auto", "on", "off", "float32", "mixed_float16", "mixed_bfloat16")
 _KEYS = ("strategy", "mixed_precision", "jit_compile", "cpu_devices")
-
-
-class DistributeError(ValueError):
-    """Bad ``runtime.*`` parameters or cluster set-up; the message says what to change."""
-
-
-# --------------------------------------------------------------------------------------------
-# TF_CONFIG: who is the chief
-# --------------------------------------------------------------------------------------------
-
-
-def tf_config() -> dict[str, Any]:
-    """``TF_CONFIG`` as a dict ({} when unset); fails clearly on bad JSON."""
-    text = os.environ.get("TF_CONFIG", "").strip()
-    if not text:
-        return {}
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DistributeError(
-            f"TF_CONFIG is not valid JSON ({exc}). Set it to e.g. "
-            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
-        ) from None
-    if not isinstance(cfg, dict):
-        raise DistributeError("TF_CONFIG must be a JSON object with 'cluster' and 'task'.")
-    return cfg
-
-
-def cluster_size(cfg: Mapping[str, Any] | None = None) -> int:
-    """Number of training tasks (chief + workers) in ``TF_CONFIG``; 1 without a cluster."""
-    cfg = tf_config() if cfg is None else cfg
-    cluster = cfg.get("cluster") or {}
-    return max(1, len(cluster.get("chief") or []) + len(cluster.get("worker") or []))
-
-
-def task(cfg: Mapping[str, Any] | None = None) -> tuple[str, int]:
-    cfg = tf_config() if cfg is None else cfg
-    t = cfg.get("task") or {}
-    return str(t.get("type", "worker")), int(t.get("index", 0) or 0)
-
-
-def is_chief(cfg: Mapping[str, Any] | None = None) -> bool:
-    """True unless ``TF_CONFIG`` makes this process a non-chief task of a cluster: the ``chief``
-    task is the chief; without one, worker 0 is."""
-    cfg = tf_config() if cfg is None else cfg
-    cluster = cfg.get("cluster") or {}
-    if not cluster or not cfg.get("task"):
-        return True
-    kind, index = task(cfg)
-    if cluster.get("chief"):
-        return kind == "chief"
-    return kind == "worker" and index == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,10 +156,12 @@ class Runtime:
             return model
         import keras
 
+        from transfer_lab.models.backbones import all_layers
+
         with self.scope():
             clone = keras.models.clone_model(model)
             clone.set_weights(model.get_weights())
-        for src, dst in zip(_walk(model), _walk(clone)):
+        for src, dst in zip(all_layers(model), all_layers(clone)):
             dst.trainable = src.trainable
         try:
             clone.name = model.name
@@ -241,19 +191,12 @@ class Runtime:
     def log(self) -> None:
         """Print the runtime and log it to the active MLflow run (params ``runtime.*`` + tags)."""
         log.debug("Runtime: %s", self.summary())
-        from transfer_lab import tracking
+        from transfer_lab.io import tracking
 
         d = self.describe()
         tracking.log_params({f"used.{k}": v for k, v in d.items() if k != "devices"}, prefix="runtime")
         tracking.set_tags({"strategy": self.strategy_name, "replicas": self.replicas,
                            "precision": self.precision, "workers": self.workers})
-
-
-def _walk(model: Any) -> Iterator[Any]:
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _walk(layer)
 
 
 _CURRENT: Runtime | None = None
@@ -263,11 +206,6 @@ def current() -> Runtime | None:
     """The runtime set up in this process, if any."""
     return _CURRENT
 
-
-def reset() -> None:
-    """Forget the runtime (tests). The TensorFlow context itself cannot be reset."""
-    global _CURRENT
-    _CURRENT = None
 
 
 def split_cpu(n: int) -> bool:
@@ -332,7 +270,7 @@ def setup_runtime(params: Mapping[str, Any] | RuntimeConfig | None = None, *, lo
 
     import tensorflow as tf
 
-    from transfer_lab.quiet import quiet_tensorflow
+    from transfer_lab.runtime.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     if cfg.cpu_devices and not split_cpu(cfg.cpu_devices):
@@ -442,70 +380,10 @@ def _multi_worker_strategy() -> Any:
         raise DistributeError(
             f"Could not start MultiWorkerMirroredStrategy ({exc}). It must be created before TensorFlow does any "
             "work in the process: run through `kedro run` (the project hook creates it first), or call "
-            "transfer_lab.distribute.setup_runtime at the start of your script."
+            "transfer_lab.runtime.strategy.setup_runtime at the start of your script."
         ) from exc
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers for nodes
 # --------------------------------------------------------------------------------------------
-
-
-def worker_path(path: str | Path, rt: Runtime | None = None) -> Path:
-    """``path`` on the chief; a private temporary folder on other workers (files they must write,
-    e.g. Keras's backup state, without clobbering the chief's)."""
-    rt = rt or current()
-    if rt is None or rt.chief:
-        return Path(path)
-    return Path(tempfile.gettempdir()) / f"transfer_lab_worker_{rt.task_type}{rt.task_index}_{os.getpid()}" / Path(path).name
-
-
-def predict_batches(model: Any, dataset: Any, rt: Runtime | None = None) -> Iterator[Any]:
-    """Model outputs batch by batch (numpy, in order), split over the local replicas when there
-    are several. Under ``multi_worker`` each worker computes every batch itself (inference is not
-    split across machines; training is)."""
-    import numpy as np
-    import tensorflow as tf
-
-    rt = rt or current()
-    if rt is None or rt.replicas == 1 or rt.workers > 1:
-        forward = _compiled(model, None, lambda: tf.function(lambda x: model(x, training=False), reduce_retracing=True))
-        for batch in dataset:
-            yield np.asarray(forward(batch))
-        return
-    strategy = rt.strategy
-    opts = tf.data.Options()
-    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    dist = strategy.experimental_distribute_dataset(dataset.with_options(opts))
-    step = _compiled(model, strategy, lambda: tf.function(
-        lambda x: strategy.run(lambda t: model(t, training=False), args=(x,)), reduce_retracing=True))
-
-    for batch in dist:
-        parts = [np.asarray(p) for p in strategy.experimental_local_results(step(batch))]
-        yield np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
-
-
-_COMPILED: dict[tuple[int, int], tuple[Any, Any]] = {}
-
-
-def _compiled(model: Any, strategy: Any, make: Any) -> Any:
-    """One traced forward function per (model, strategy), reused across calls (tracing a backbone
-    takes seconds)."""
-    import weakref
-
-    key = (id(model), id(strategy))
-    hit = _COMPILED.get(key)
-    if hit is not None and hit[0]() is model:
-        return hit[1]
-    fn = make()
-    _COMPILED[key] = (weakref.ref(model), fn)
-    return fn
-
-
-@contextlib.contextmanager
-def maybe_scope(rt: Runtime | None) -> Iterator[None]:
-    if rt is None:
-        yield
-    else:
-        with rt.scope():
-            yield

@@ -1,5 +1,5 @@
 """tf.data input pipelines over the manifest, decoding with the project's one decoder
-(:func:`transfer_lab.imaging.load_rgb`) in parallel, batching and prefetching.
+(:func:`transfer_lab.data.imaging.load_rgb`) in parallel, batching and prefetching.
 
 Images come out as float32 RGB in 0-255, which is what every model of the project takes.
 """
@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from transfer_lab.imaging import load_rgb
+from transfer_lab.data.imaging import load_rgb
 
 
 def image_dataset(
@@ -39,7 +39,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    from transfer_lab.quiet import quiet_tensorflow
+    from transfer_lab.runtime.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     size = int(image_size)
@@ -114,13 +114,6 @@ def array_dataset(
     return _without_autotuning(ds.prefetch(1)), steps
 
 
-def without_duplicates(manifest):
-    """Manifest rows less the extra copies of identical files (``duplicate_of`` set): one copy each."""
-    if "duplicate_of" not in manifest.columns:
-        return manifest
-    return manifest[manifest["duplicate_of"].fillna("").astype(str).str.strip() == ""]
-
-
 def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None) -> np.ndarray:
     """Decode a few images eagerly into one float32 0-255 array (N, H, W, 3)."""
     return np.stack([load_rgb(p, image_size).astype(np.float32) for p in paths])
@@ -132,3 +125,17 @@ def balanced_class_weights(labels: Sequence[int], n_classes: int) -> dict[int, f
     y = np.asarray(labels, dtype=np.int64)
     counts = np.bincount(y, minlength=n_classes)
     return {i: float(len(y) / (n_classes * c)) for i, c in enumerate(counts) if c > 0}
+
+
+def train_dataset(paths: Sequence[str], labels: np.ndarray, *, image_size: int, batch_size: int, seed: int,
+                  cache: bool = True) -> Any:
+    """Shuffled every epoch; with ``cache`` decoded photos are kept in memory after the first epoch."""
+    return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=True, seed=seed,
+                         cache=cache)
+
+
+def eval_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size: int, batch_size: int,
+                 cache: bool = True) -> Any:
+    return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=False, cache=cache)
+
+

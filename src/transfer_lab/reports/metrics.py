@@ -3,7 +3,7 @@
 :func:`classification_report` gives the one report layout the project writes to JSON and MLflow:
 ``accuracy``, ``top3_accuracy`` (top-k with k = min(3, classes)), ``n``, ``macro_f1``,
 ``per_class`` {name: precision, recall, f1, support} and the ``confusion_matrix`` (rows: true,
-columns: predicted). Draw the matrix with :func:`transfer_lab.plots.confusion_matrix`.
+columns: predicted). Draw the matrix with :func:`transfer_lab.reports.plots.confusion_matrix`.
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ from typing import Any, Mapping
 
 def active() -> bool:
     """A run is open and this process may write to it (under multi-worker training only the chief
-    logs: see transfer_lab.distribute.is_chief)."""
+    logs: see transfer_lab.runtime.cluster.is_chief)."""
     try:
         import mlflow
     except ImportError:  # pragma: no cover - mlflow is a dependency
         return False
-    from transfer_lab.distribute import is_chief
+    from transfer_lab.runtime.cluster import is_chief
 
     return mlflow.active_run() is not None and is_chief()
 

@@ -1,7 +1,7 @@
 """Kedro datasets of this project. Every one writes atomically and, where it makes sense, also
 logs what it wrote to the active MLflow run, so nodes stay plain functions of data.
 
-Use them in ``conf/base/catalog_*.yml`` as ``transfer_lab.datasets.<Name>``.
+Use them in ``conf/base/catalog_*.yml`` as ``transfer_lab.io.datasets.<Name>``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-from transfer_lab import tracking
-from transfer_lab.io_utils import atomic_dir, atomic_path, write_json
+from transfer_lab.io import tracking
+from transfer_lab.io.files import atomic_dir, atomic_path, write_json
 
 
 def _missing(path: Path, what: str, hint: str | None) -> DatasetError:
@@ -27,10 +27,10 @@ def _missing(path: Path, what: str, hint: str | None) -> DatasetError:
 
 def _chief_only(save: Any) -> Any:
     """Wrap a dataset's ``save``: under multi-worker training (``TF_CONFIG``) only the chief writes;
-    other workers skip the write (see transfer_lab.distribute.is_chief)."""
+    other workers skip the write (see transfer_lab.runtime.cluster.is_chief)."""
 
     def save_if_chief(self: Any, data: Any) -> None:
-        from transfer_lab.distribute import is_chief
+        from transfer_lab.runtime.cluster import is_chief
 
         if not is_chief():
             return None
@@ -151,7 +151,7 @@ class FigureDataset(_FileDataset):
     """One PNG: a matplotlib Figure, a PIL image or an (H, W, 3) 0-255 array."""
 
     def load(self) -> np.ndarray:
-        from transfer_lab.imaging import load_rgb
+        from transfer_lab.data.imaging import load_rgb
 
         self._check("Image")
         return load_rgb(self._filepath)
@@ -167,7 +167,7 @@ class ImageFolderDataset(_FileDataset):
     whole. Loading gives ``{name: array}``."""
 
     def load(self) -> dict[str, np.ndarray]:
-        from transfer_lab.imaging import load_rgb  # the project's one decoder
+        from transfer_lab.data.imaging import load_rgb  # the project's one decoder
 
         self._check("Image folder")
         return {p.stem: load_rgb(p) for p in sorted(self._filepath.glob("*.png"))}
@@ -259,10 +259,28 @@ def log_keras_model(model: Any, name: str) -> None:
         mlflow.keras.log_model(model, name=name, signature=signature, input_example=example)
 
 
+class Deferred:
+    """A catalog entry not loaded yet: ``exists()`` says whether its file is there, calling it
+    loads it (with the entry's "run this pipeline first" message when it is missing)."""
+
+    def __init__(self, dataset: AbstractDataset):
+        self._dataset = dataset
+
+    def exists(self) -> bool:
+        return bool(self._dataset.exists())
+
+    def __call__(self) -> Any:
+        return self._dataset.load()
+
+    def __repr__(self) -> str:
+        return f"Deferred({self._dataset!r})"
+
+
 class LazyDataset(AbstractDataset):
-    """Wraps any dataset (``dataset:`` as in the catalog) and loads as a zero-argument loader,
-    so a node can take a file it only sometimes needs (the trained classifier when a ``model``
-    parameter says ``imagenet``); the missing-file error with its hint comes only when it is called."""
+    """Wraps any dataset (``dataset:`` as in the catalog) and loads as a :class:`Deferred`, so a
+    node can take a file it only sometimes needs (the head classifier when ``model`` says
+    ``finetuned``); it is read, or fails with its hint, only when the node calls it. Used as a
+    transcoded view (``name@lazy``) of an artefact that another entry (``name@keras``) writes."""
 
     def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None):
         from kedro.io.core import parse_dataset_definition
@@ -271,8 +289,8 @@ class LazyDataset(AbstractDataset):
         self._inner = cls(**kwargs)
         self.metadata = metadata
 
-    def load(self) -> Any:
-        return self._inner.load
+    def load(self) -> Deferred:
+        return Deferred(self._inner)
 
     def save(self, data: Any) -> None:
         raise DatasetError("LazyDataset is read-only: save through the wrapped dataset's own catalog entry.")

@@ -221,7 +221,7 @@ def load_rgb(
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Write a (H, W, 3) array in 0-255 as a lossless PNG, rounding to whole pixel values."""
-    from transfer_lab.io_utils import atomic_path
+    from transfer_lab.io.files import atomic_path
 
     arr = np.clip(np.rint(np.asarray(array, dtype=np.float64)), 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def describe_devices() -> dict[str, str | int]:
     import tensorflow as tf
 
-    from transfer_lab.quiet import quiet_tensorflow
+    from transfer_lab.runtime.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")

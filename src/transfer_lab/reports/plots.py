@@ -1,5 +1,5 @@
 """Figures shared by the pipelines. Each returns a matplotlib Figure; a catalog dataset
-(:class:`transfer_lab.datasets.FigureDataset`) writes it as a PNG and logs it to MLflow."""
+(:class:`transfer_lab.io.datasets.FigureDataset`) writes it as a PNG and logs it to MLflow."""
 
 from __future__ import annotations
 

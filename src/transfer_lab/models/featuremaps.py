@@ -1,7 +1,7 @@
 """Activations of named layers for an image: the "features extracted by the network" of the seed
 lesson. Used by feature_extraction (a feature-map grid of one layer) and visualization.
 
-Works on every model built by :mod:`transfer_lab.backbones` (feature extractors, classifiers,
+Works on every model built by :mod:`transfer_lab.models.backbones` (feature extractors, classifiers,
 ImageNet classifiers) and on a bare backbone. Layer names are looked up first among the model's
 own layers (``pool``, ``logits``, ...), then inside its backbone (``block_16_project``,
 ``Conv_1``, ``block5_conv3``, ...). Images are RGB 0-255, as everywhere in this project.
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from transfer_lab.backbones import BackboneError, backbone_of, last_conv_layer
+from transfer_lab.models.backbones import BackboneError, backbone_of, last_conv_layer
 
 
 def _find_backbone(model: Any) -> Any | None:
@@ -59,7 +59,7 @@ def _fit_images(image: np.ndarray, model: Any) -> np.ndarray:
     """(H, W, 3) or (N, H, W, 3) 0-255 -> float32 batch at the model's input size."""
     from PIL import Image
 
-    from transfer_lab.imaging import resize_rgb
+    from transfer_lab.data.imaging import resize_rgb
 
     arr = np.asarray(image)
     batch = arr[None] if arr.ndim == 3 else arr

@@ -1,0 +1,1 @@
+"""Photos: sources, layouts, the one decoder, the manifest, class groups, tf.data input."""

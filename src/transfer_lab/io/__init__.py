@@ -1,0 +1,1 @@
+"""Files: the project's Kedro datasets, MLflow tracking, atomic writes."""

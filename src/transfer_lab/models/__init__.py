@@ -1,0 +1,1 @@
+"""Keras models: backbones, fine-tuning, attacks, ideal images, feature maps, prediction."""

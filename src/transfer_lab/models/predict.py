@@ -1,0 +1,67 @@
+"""Batch prediction: one traced forward pass per model, over the local replicas when a
+distribution strategy has several, and class probabilities for a list of photos."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from transfer_lab.data.tfdata import image_dataset
+from transfer_lab.runtime.strategy import current
+
+
+def predict_batches(model: Any, dataset: Any, rt: Any = None) -> Iterator[Any]:
+    """Model outputs batch by batch (numpy, in order), split over the local replicas when there
+    are several. Under ``multi_worker`` each worker computes every batch itself (inference is not
+    split across machines; training is)."""
+    import tensorflow as tf
+
+    rt = rt or current()
+    if rt is None or rt.replicas == 1 or rt.workers > 1:
+        forward = _compiled(model, None, lambda: tf.function(lambda x: model(x, training=False), reduce_retracing=True))
+        for batch in dataset:
+            yield np.asarray(forward(batch))
+        return
+    strategy = rt.strategy
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    dist = strategy.experimental_distribute_dataset(dataset.with_options(opts))
+    step = _compiled(model, strategy, lambda: tf.function(
+        lambda x: strategy.run(lambda t: model(t, training=False), args=(x,)), reduce_retracing=True))
+
+    for batch in dist:
+        parts = [np.asarray(p) for p in strategy.experimental_local_results(step(batch))]
+        yield np.concatenate([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
+
+
+_COMPILED: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+
+def _compiled(model: Any, strategy: Any, make: Any) -> Any:
+    """One traced forward function per (model, strategy), reused across calls (tracing a backbone
+    takes seconds)."""
+    import weakref
+
+    key = (id(model), id(strategy))
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    fn = make()
+    _COMPILED[key] = (weakref.ref(model), fn)
+    return fn
+
+
+def predict(model: Any, paths: Sequence[str], *, image_size: int, batch_size: int, desc: str = "Predicting") -> np.ndarray:
+    """Class probabilities for ``paths`` in order, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    out = []
+    with tqdm(total=len(paths), desc=desc, unit="img") as bar:
+        for batch in image_dataset(paths, None, image_size=image_size, batch_size=batch_size, cache=False, shuffle=False):
+            out.append(np.asarray(model(batch, training=False)))
+            bar.update(len(out[-1]))
+    n_classes = int(model.output_shape[-1])
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+
+

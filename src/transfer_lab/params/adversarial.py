@@ -1,0 +1,1 @@
+"""The ``adversarial`` parameters (conf/base/parameters_*.yml). To be written: one Params model registered with @section."""

@@ -1,0 +1,1 @@
+"""Figures and metrics for the reports."""

@@ -1,0 +1,1 @@
+"""How the work runs: cluster (TF_CONFIG), distribution strategy and precision, devices, quiet libraries."""
