@@ -10,19 +10,19 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 check_parameters,
-                inputs=["params:adversarial", "params:backbone", "manifest", "class_names@lazy"],
+                inputs=["params:adversarial", "params:backbone", "manifest@csv", "class_names@lazy"],
                 outputs="adversarial_plan",
                 name="check_parameters",
             ),
             node(
                 attack_images,
-                inputs=["adversarial_plan", "manifest", "finetuned_classifier@lazy"],
+                inputs=["adversarial_plan", "manifest@csv", "finetuned_classifier@lazy"],
                 outputs=["adversarial_images", "adversarial_records"],
                 name="attack_images",
             ),
             node(
                 robustness_curve,
-                inputs=["adversarial_plan", "manifest", "finetuned_classifier@lazy"],
+                inputs=["adversarial_plan", "manifest@csv", "finetuned_classifier@lazy"],
                 outputs="adversarial_robustness",
                 name="robustness_curve",
             ),

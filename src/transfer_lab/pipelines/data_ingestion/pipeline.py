@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(check_images, ["ingestion_source", "refused_entries"], ["checked_images", "checked_rejected"],
                  name="check_images"),
             node(split_images, ["checked_images", "checked_rejected", "ingestion_source"],
-                 ["manifest", "rejected_images", "ingestion_summary"], name="split_images"),
+                 ["manifest@csv", "rejected_images", "ingestion_summary"], name="split_images"),
         ],
         namespace="data_ingestion",
         prefix_datasets_with_namespace=False,

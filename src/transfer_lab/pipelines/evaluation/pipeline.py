@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(validate_parameters, ["params:evaluation", "classifier_config"], "evaluation_config",
                  name="validate_parameters"),
             node(scan_source, "evaluation_config", ["evaluation_images", "evaluation_scan"], name="scan_source"),
-            node(predict_images, ["classifier", "evaluation_images", "evaluation_config"],
+            node(predict_images, ["finetuned_classifier@lazy", "evaluation_images", "evaluation_config"],
                  ["evaluation_probs", "evaluation_scored"], name="predict_images"),
             node(report, ["evaluation_probs", "evaluation_scored", "evaluation_scan", "classifier_config",
                           "evaluation_config"],

@@ -8,9 +8,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(validate_parameters, ["params:backbone", "params:feature_extraction"], "feature_extraction_config",
                  name="validate_parameters"),
-            node(extract_features, ["manifest", "feature_extraction_config", "features_cache", "params:runtime"],
+            node(extract_features, ["manifest@csv", "feature_extraction_config", "features_cache", "params:runtime"],
                  ["features", "feature_extraction_report"], name="extract_features"),
-            node(feature_map_figure, ["manifest", "feature_extraction_config"], "feature_maps_figure",
+            node(feature_map_figure, ["manifest@csv", "feature_extraction_config"], "feature_maps_figure",
                  name="feature_map_figure"),
         ],
         namespace="feature_extraction",

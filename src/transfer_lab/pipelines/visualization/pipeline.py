@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 check_parameters,
                 inputs=["params:visualization", "params:backbone", "class_names@lazy", "finetuned_classifier@lazy",
-                        "visualization_manifest"],
+                        "manifest@lazy"],
                 outputs="visualization_plan",
                 name="check_parameters",
             ),
