@@ -134,19 +134,6 @@ class JSONDataset(_FileDataset):
         self._log()
 
 
-class TextDataset(_FileDataset):
-    """A text file (Markdown report), also logged to MLflow."""
-
-    def load(self) -> str:
-        self._check("File")
-        return self._filepath.read_text()
-
-    def save(self, data: str) -> None:
-        with atomic_path(self._filepath) as tmp:
-            tmp.write_text(data)
-        self._log()
-
-
 class FigureDataset(_FileDataset):
     """One PNG: a matplotlib Figure, a PIL image or an (H, W, 3) 0-255 array."""
 
@@ -176,6 +163,30 @@ class ImageFolderDataset(_FileDataset):
         with atomic_dir(self._filepath) as tmp:
             for name, item in data.items():
                 _write_png(item, tmp / f"{_safe_name(name)}.png")
+        self._log()
+
+
+class ReportDataset(_FileDataset):
+    """A report folder: ``{"report.md": markdown, "<name>.png": figure | image | array, ...}``, the
+    Markdown beside the figures it embeds (linked by file name), so the report is whole wherever it is
+    copied. Saving replaces the folder whole; loading gives ``{file name: text | array}``."""
+
+    def load(self) -> dict[str, Any]:
+        from transfer_lab.data.imaging import load_rgb
+
+        self._check("Report folder")
+        return {p.name: (load_rgb(p) if p.suffix == ".png" else p.read_text())
+                for p in sorted(self._filepath.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+    def save(self, data: dict[str, Any]) -> None:
+        with atomic_dir(self._filepath) as tmp:
+            for name, item in data.items():
+                if _safe_name(name) != name:
+                    raise DatasetError(f"Report file name {name!r}: use letters, digits, '-', '_' and '.' only.")
+                if name.endswith(".png"):
+                    _write_png(item, tmp / name)
+                else:
+                    (tmp / name).write_text(str(item))
         self._log()
 
 

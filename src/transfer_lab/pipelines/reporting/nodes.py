@@ -1,10 +1,12 @@
-"""Build ``data/08_reporting/report.md`` from the reports the other pipelines wrote."""
+"""Build the report folder (report.md and the figures it embeds) from what the other pipelines wrote."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from typing import Any, Mapping
+
+#: Which entry of adversarial's figure folder (adversarial_figures) the report shows, by key.
+ADVERSARIAL_FIGURES = {"grid": "adversarial examples", "robust_accuracy": "robustness curve"}
 
 
 def _get(d: Mapping[str, Any] | None, path: str, default: Any = None) -> Any:
@@ -39,9 +41,25 @@ def _scalars(d: Mapping[str, Any] | None, skip: tuple[str, ...] = ()) -> list[tu
     return [(k, v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in skip]
 
 
-def _image(title: str, path: str, report_dir: str) -> str:
-    rel = os.path.relpath(path, report_dir)
-    return f"![{title}]({rel})" if os.path.exists(path) else f"*({title}: not produced in this run)*"
+class ReportFigures:
+    """The figures a report embeds: each becomes ``<name>.png`` in the report folder, linked from the
+    Markdown by that name, so no link can point at a file the report does not hold."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Any] = {}
+
+    def add(self, name: str, title: str, image: Any) -> str:
+        if image is None:
+            raise ValueError(f"The report's figure {title!r} ({name}) is missing: run the pipeline that writes it.")
+        self.files[f"{name}.png"] = image
+        return f"![{title}]({name}.png)"
+
+
+def _adversarial(figures: Mapping[str, Any], key: str) -> Any:
+    if key not in figures:
+        raise KeyError(f"adversarial_figures has no {key!r} figure (it has: {', '.join(sorted(figures)) or 'none'}); "
+                       "the report shows it: run `kedro run --pipelines=adversarial` again.")
+    return figures[key]
 
 
 def build_report(
@@ -51,14 +69,18 @@ def build_report(
     finetune_metrics: dict[str, Any],
     ideal_images_metrics: dict[str, Any],
     adversarial_metrics: dict[str, Any],
-    params: dict[str, Any],
-) -> str:
-    report_dir = os.path.dirname(params["report_path"])
-    images: Mapping[str, Mapping[str, str]] = params.get("images", {})
-
-    def figures(section: str) -> list[str]:
-        return [_image(title, path, report_dir) for title, path in (images.get(section) or {}).items()] + [""]
-
+    feature_maps_figure: Any,
+    head_confusion_matrix: Any,
+    head_training_curves: Any,
+    finetune_confusion_matrix: Any,
+    finetune_curves: Any,
+    finetune_comparison_figure: Any,
+    ideal_images_grid: Any,
+    adversarial_figures: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The report folder: ``report.md`` and every figure it embeds (figures are catalog inputs, so a
+    figure that was not written fails the run, naming the dataset and the pipeline that writes it)."""
+    fig = ReportFigures()
     out = [
         "# transfer-lab: report of the run",
         "",
@@ -83,7 +105,7 @@ def build_report(
 
     out += ["## 2. Frozen features", ""]
     out += _table(_scalars(feature_extraction_report))
-    out += figures("feature_extraction")
+    out += [fig.add("feature_maps", "feature maps", feature_maps_figure), ""]
 
     out += ["## 3. Head on frozen features, and 4. fine-tuning", ""]
     rows = []
@@ -93,7 +115,11 @@ def build_report(
             rows.append(f"| {key} | {_fmt(h)} | {_fmt(f)} |")
     if rows:
         out += ["| test metric | head only | fine-tuned |", "|---|---|---|", *rows, ""]
-    out += figures("head_training") + figures("fine_tuning")
+    out += [fig.add("head_confusion_matrix", "head confusion matrix", head_confusion_matrix),
+            fig.add("head_training_curves", "head training curves", head_training_curves),
+            fig.add("finetune_confusion_matrix", "fine-tuned confusion matrix", finetune_confusion_matrix),
+            fig.add("finetune_curves", "fine-tuning curves", finetune_curves),
+            fig.add("finetune_comparison", "head only vs fine-tuned", finetune_comparison_figure), ""]
 
     out += ["## 5. Ideal class images", ""]
     classes = _get(ideal_images_metrics, "classes") or {}
@@ -104,7 +130,7 @@ def build_report(
         for name, c in classes.items():
             out.append(f"| {name} | " + " | ".join(_fmt(c.get(k)) for k in keys) + " |")
         out.append("")
-    out += figures("visualization")
+    out += [fig.add("ideal_images_grid", "ideal images", ideal_images_grid), ""]
 
     out += ["## 6. Adversarial examples", ""]
     out += _table(_scalars(adversarial_metrics))
@@ -112,5 +138,6 @@ def build_report(
     if isinstance(robust, Mapping) and robust:
         out += ["| L-inf budget (0-255) | robust accuracy |", "|---|---|",
                 *[f"| {k} | {_fmt(v)} |" for k, v in robust.items()], ""]
-    out += figures("adversarial")
-    return "\n".join(out) + "\n"
+    out += [fig.add(f"adversarial_{key}", title, _adversarial(adversarial_figures, key))
+            for key, title in ADVERSARIAL_FIGURES.items()] + [""]
+    return {"report.md": "\n".join(out) + "\n", **fig.files}

@@ -1,0 +1,71 @@
+"""reporting: every figure the report names is one it holds, and a missing one fails the run."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from transfer_lab.io.datasets import ReportDataset
+from transfer_lab.pipelines.reporting.pipeline import FIGURES, REPORTS, create_pipeline
+
+
+def _inputs() -> dict:
+    img = np.zeros((8, 8, 3), np.uint8) + 200
+    data = {name: {} for name in REPORTS}
+    data["ingestion_summary"] = {"source": "x/PetImages", "n_images": 10, "split_counts": {"train": 6}}
+    data["adversarial_metrics"] = {"success_rate": 1.0, "robust_accuracy": {"0": 0.9, "2": 0.0}}
+    data.update({name: img for name in FIGURES})
+    data["adversarial_figures"] = {"grid": img, "robust_accuracy": img, "cat_1": img}
+    return data
+
+
+def _run(data: dict, tmp_path) -> dict:
+    catalog = DataCatalog({k: MemoryDataset(v) for k, v in data.items()})
+    catalog["run_report"] = ReportDataset(str(tmp_path / "report"), mlflow_artifact_path=None)
+    SequentialRunner().run(create_pipeline(), catalog)
+    return ReportDataset(str(tmp_path / "report")).load()
+
+
+def test_every_figure_the_report_links_is_in_its_folder(tmp_path):
+    report = _run(_inputs(), tmp_path)
+    markdown = report["report.md"]
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(links) == 9 and "not produced" not in markdown
+    assert set(links) == set(report) - {"report.md"}
+    assert "](adversarial_robust_accuracy.png)" in markdown and "| 2 | 0 |" in markdown
+    assert report["adversarial_grid.png"].shape == (8, 8, 3)
+
+
+def test_a_missing_adversarial_figure_fails_naming_it(tmp_path):
+    data = _inputs()
+    del data["adversarial_figures"]["robust_accuracy"]
+    with pytest.raises(KeyError, match=r"adversarial_figures has no 'robust_accuracy' figure"):
+        _run(data, tmp_path)
+
+
+def test_a_figure_file_not_written_fails_the_run(tmp_path):
+    from kedro.io import DatasetError
+
+    from transfer_lab.io.datasets import FigureDataset
+
+    data = _inputs()
+    catalog = DataCatalog({k: MemoryDataset(v) for k, v in data.items() if k != "ideal_images_grid"})
+    catalog["ideal_images_grid"] = FigureDataset(str(tmp_path / "ideal_images_grid.png"))
+    catalog["run_report"] = ReportDataset(str(tmp_path / "report"), mlflow_artifact_path=None)
+    with pytest.raises(DatasetError, match="ideal_images_grid.png"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    assert not (tmp_path / "report").exists()
+
+
+def test_the_report_reads_each_figure_by_the_catalog_name_its_pipeline_writes():
+    """A name the report takes is written by some registered pipeline (none re-listed by path)."""
+    from kedro.framework.project import configure_project, pipelines
+
+    configure_project("transfer_lab")
+    written = set().union(*(p.all_outputs() for name, p in pipelines.items() if name not in ("reporting", "__default__")))
+    missing = sorted(set(REPORTS + FIGURES) - written)
+    assert not missing, f"reporting reads {missing}, which no pipeline writes"
