@@ -1,25 +1,31 @@
-"""Project hooks: say once which device runs the work, and log it to MLflow."""
+"""Project hooks: refuse ``--params`` keys that are not parameters, name the MLflow experiment after
+the data set, set up the TensorFlow runtime and say once which device runs the work."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Any, Mapping
+from urllib.parse import urlparse
 
 from kedro.framework.hooks import hook_impl
+from pydantic import BaseModel
+
+from transfer_lab.data.sources import ARCHIVE_SUFFIXES, KNOWN_CHECKSUMS
+from transfer_lab.params import SECTIONS, unknown_key_message
+from transfer_lab.runtime.cluster import is_chief
 
 log = logging.getLogger("transfer_lab")
-
 
 DEFAULT_EXPERIMENT = "transfer_lab"
 
 
+class UnknownParameterError(ValueError):
+    """A ``--params`` key that names no parameter of the project."""
+
+
 def experiment_name(source: str, labels: str, layout: str = "auto") -> str:
     """One MLflow experiment per data set and task, e.g. ``PetImages-species``, ``oxford-iiit-pet-breed``."""
-    from pathlib import PurePosixPath
-    from urllib.parse import urlparse
-
-    from transfer_lab.data.sources import ARCHIVE_SUFFIXES, KNOWN_CHECKSUMS
-
     text = str(source).rstrip("/")
     if text in KNOWN_CHECKSUMS:  # the official Oxford-IIIT Pet archive
         name = "oxford-iiit-pet"
@@ -35,69 +41,134 @@ def experiment_name(source: str, labels: str, layout: str = "auto") -> str:
     return f"{name}-{labels}"
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A parameter section as a plain dict, whether Kedro handed it over validated (a model) or raw."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    return dict(value or {})
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The Pydantic model inside a field's type (``X``, ``X | None``, ``Optional[X]``), if any."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def unknown_parameters(overrides: Mapping[str, Any], sections: Mapping[str, type[BaseModel]] = SECTIONS,
+                       conf: Mapping[str, Any] | None = None) -> list[str]:
+    """One message per key of ``overrides`` (nested, as ``--params "a.b=1"`` gives them) that names no
+    field of the section models; empty when every key is a parameter. A section of the YAML ``conf``
+    that has no model (yet) is checked against its YAML keys."""
+    problems: list[str] = []
+    conf = conf or {}
+
+    def walk_yaml(known: Mapping[str, Any], values: Mapping[str, Any], where: str) -> None:
+        for key, value in values.items():
+            if key not in known:
+                problems.append(unknown_key_message(str(key), [str(k) for k in known], where, None))
+            elif isinstance(known[key], Mapping) and known[key] and isinstance(value, Mapping):
+                walk_yaml(known[key], value, f"{where}.{key}")
+
+    def walk(model: type[BaseModel], values: Mapping[str, Any], where: str, conf_file: str | None) -> None:
+        fields = model.model_fields
+        names = list(fields) + [f.alias for f in fields.values() if f.alias]
+        for key, value in values.items():
+            if key not in names:
+                problems.append(unknown_key_message(str(key), list(fields), where, conf_file))
+                continue
+            inner = _model_of(fields[key].annotation) if key in fields else None
+            if inner is not None and isinstance(value, Mapping):
+                walk(inner, value, f"{where}.{key}", conf_file)
+
+    for name, values in overrides.items():
+        model = sections.get(name)
+        if model is None and isinstance(conf.get(name), Mapping):
+            if isinstance(values, Mapping):
+                walk_yaml(conf[name], values, name)
+        elif model is None:
+            problems.append(unknown_key_message(str(name), sorted(set(sections) | set(conf)), "", None))
+        elif isinstance(values, Mapping):
+            walk(model, values, name, getattr(model, "conf_file", None))
+    return problems
+
+
+def check_overrides(overrides: Mapping[str, Any] | None, conf: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`UnknownParameterError` naming every ``--params`` key that is not a parameter."""
+    problems = unknown_parameters(overrides or {}, SECTIONS, conf)
+    if problems:
+        raise UnknownParameterError("Nothing was run: " + " ".join(problems))
+
+
 class TransferLabHooks:
     def __init__(self) -> None:
+        self._context: Any = None
+        self._conf: dict[str, Any] = {}
         self._device: dict[str, Any] | None = None
+        self._runtime: Any = None
         self._logged = False
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        """Name the MLflow experiment after the data set and task (kedro-mlflow has set it up already)."""
-        self._runtime_params = dict(context.params.get("runtime") or {})
-        cfg = getattr(context, "mlflow", None)
-        from transfer_lab.runtime.cluster import is_chief
+        """Refuse misspelt ``--params`` keys before Kedro builds the catalog or validates anything."""
+        self._context = context
+        overrides = context.config_loader.runtime_params
+        if overrides:
+            self._conf = _conf_parameters(context)
+            check_overrides(overrides, self._conf)
 
-        if cfg is not None and not is_chief():
-            # Multi-worker training: only the chief opens an MLflow run (kedro-mlflow skips
-            # pipelines listed as disabled; the datasets and tracking helpers skip writes too).
-            from kedro.framework.project import pipelines
-
-            cfg.tracking.disable_tracking.pipelines = sorted(set(pipelines) | {"__default__"})
-            log.info("Not the chief worker (TF_CONFIG): no MLflow run and no catalog writes from this process.")
-            return
-        if cfg is None or cfg.tracking.experiment.name != DEFAULT_EXPERIMENT:
-            return  # kedro-mlflow not active, or the user named the experiment in mlflow.yml
-        try:
-            import mlflow
-
-            if mlflow.active_run() is not None:
-                return
-            data = dict(context.params.get("data") or {})
-            runtime = (getattr(context, "_runtime_params", None) or {}).get("data") or {}
-            if "source" not in runtime:
-                # Pipelines that don't ingest work on whatever data_ingestion last wrote.
-                summary = context.project_path / "data" / "08_reporting" / "ingestion_summary.json"
-                if summary.exists():
-                    import json
-
-                    data.update({k: v for k, v in json.loads(summary.read_text()).items()
-                                 if k in ("source", "labels", "layout")})
-            cfg.tracking.experiment.name = experiment_name(
-                data.get("source", ""), data.get("labels", "breed"), data.get("layout", "auto")
-            )
-            cfg._set_experiment()
-        except Exception as exc:  # never block a run on naming
-            log.warning("Could not name the MLflow experiment after the data set (%s); using %s.",
-                        exc, cfg.tracking.experiment.name)
-
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's, which opens the MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        check_overrides(run_params.get("runtime_params"), self._conf)
         self._logged = False
-        from transfer_lab.runtime.cluster import is_chief
-
+        cfg = getattr(self._context, "mlflow", None)  # kedro-mlflow's config (its public attribute)
         if not is_chief():
+            # Multi-worker training: only the chief opens an MLflow run and writes files.
+            if cfg is not None:
+                cfg.tracking.disable_tracking.pipelines = sorted(set(run_params.get("pipeline_names") or [])
+                                                                 | {"__default__"})
             _skip_saves(pipeline, catalog)
+            log.info("Not the chief worker (TF_CONFIG): no MLflow run and no catalog writes from this process.")
+        elif cfg is not None and cfg.tracking.experiment.name == DEFAULT_EXPERIMENT:
+            self._name_experiment(cfg, pipeline, catalog, run_params)
         if not any(_needs_tensorflow(n) for n in pipeline.nodes):
             return
         from transfer_lab.runtime.devices import describe_devices
+        from transfer_lab.runtime.strategy import setup_runtime
 
         self._device = describe_devices()
         log.info("Running on %s (TensorFlow %s)", self._device["device"], self._device["tensorflow"])
         # Strategy, precision and logical devices must be set before TensorFlow does any work.
-        from transfer_lab.runtime.strategy import setup_runtime
-
-        self._runtime = setup_runtime(getattr(self, "_runtime_params", None) or {})
+        runtime = catalog.load("params:runtime") if "params:runtime" in catalog else {}
+        self._runtime = setup_runtime(_plain(runtime))
         log.info("Runtime: %s", self._runtime.summary())
+
+    def _name_experiment(self, cfg: Any, pipeline: Any, catalog: Any, run_params: dict[str, Any]) -> None:
+        """Name the MLflow experiment after the data set and task: the data this run ingests, or, for
+        pipelines that do not ingest, the data data_ingestion last wrote (its ingestion_summary)."""
+        try:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                return  # an orchestrator opened the run: kedro-mlflow uses its experiment
+            data = _plain(catalog.load("params:data")) if "params:data" in catalog else {}
+            ingests = any((n.namespace or "").split(".")[0] == "data_ingestion" for n in pipeline.nodes)
+            given = "source" in ((run_params.get("runtime_params") or {}).get("data") or {})
+            if not ingests and not given and "ingestion_summary" in catalog and catalog.exists("ingestion_summary"):
+                summary = catalog.load("ingestion_summary")
+                data.update({k: summary[k] for k in ("source", "labels", "layout") if k in summary})
+            cfg.tracking.experiment.name = experiment_name(
+                data.get("source", ""), data.get("labels", "breed"), data.get("layout", "auto"))
+            cfg.setup(self._context)  # kedro-mlflow's public set-up: creates and selects the experiment
+        except Exception as exc:  # never block a run on naming
+            log.warning("Could not name the MLflow experiment after the data set (%s); using %s.",
+                        exc, cfg.tracking.experiment.name)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> None:
@@ -108,9 +179,22 @@ class TransferLabHooks:
 
         if tracking.active():
             tracking.set_tags({"device": self._device["device"], "n_gpus": self._device["n_gpus"]})
-            if getattr(self, "_runtime", None) is not None:
+            if self._runtime is not None:
                 self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
             self._logged = True
+
+
+def _conf_parameters(context: Any) -> dict[str, Any]:
+    """The project's parameters as the YAML files give them, without the ``--params`` overrides."""
+    from kedro.framework.project import settings
+
+    loader = context.config_loader
+    plain = settings.CONFIG_LOADER_CLASS(conf_source=loader.conf_source, env=loader.env,
+                                         **settings.CONFIG_LOADER_ARGS)
+    try:
+        return dict(plain["parameters"])
+    except Exception:  # no parameters at all
+        return {}
 
 
 def _skip_saves(pipeline: Any, catalog: Any) -> None:
