@@ -51,17 +51,24 @@ def test_default_pipeline_then_each_alone_then_notebook(shared_dir, kedro_projec
     params = small_params(shared_dir, source)
     kedro_project.run(None, params)  # `kedro run`: the default pipeline
     out = kedro_project.out
-    for rel in ("data/03_primary/manifest.csv", "data/04_feature/features.npz", "data/06_models/classifier.keras",
+    for rel in ("data/03_primary/manifest.csv", "data/04_feature/features.npz", "data/06_models/head_classifier.keras",
+                "data/06_models/finetuned_classifier.keras",
                 "data/08_reporting/head_metrics.json", "data/08_reporting/finetune_metrics.json",
                 "data/08_reporting/ideal_images.json", "data/08_reporting/adversarial.json",
-                "data/08_reporting/report.md"):
+                "data/08_reporting/report/report.md"):
         assert out(rel).exists(), rel
     head = json.loads(out("data/08_reporting/head_metrics.json").read_text())
     assert head["accuracy"] >= 0.7 and head["n_test"] >= 8
-    report = out("data/08_reporting/report.md").read_text()
+    report = out("data/08_reporting/report/report.md").read_text()
     for section in ("## 1. Data", "## 3. Head", "## 5. Ideal class images", "## 6. Adversarial examples"):
         assert section in report
-    assert "](ideal_images_grid.png)" in report
+    import re
+
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert "ideal_images_grid.png" in links and "adversarial_robust_accuracy.png" in links
+    assert "not produced" not in report
+    for link in links:  # every figure the report names is there
+        assert out("data/08_reporting/report").joinpath(link).is_file(), link
 
     # One pipeline alone, from what the run left in the catalog.
     kedro_project.run("visualization", {**params, "visualization.classes": ["dog"]})
@@ -84,6 +91,7 @@ def test_default_pipeline_then_each_alone_then_notebook(shared_dir, kedro_projec
     assert images >= 3
 
 
+@pytest.mark.slow
 def test_missing_input_says_what_to_run_first(kedro_project):
     from kedro.io import DatasetError
 

@@ -40,6 +40,7 @@ def test_nested_keys_checked_against_the_models_and_the_yaml():
     assert "runtime.stratgy" in msg and "runtime.strategy" in msg
 
 
+@pytest.mark.slow
 def test_misspelt_section_refused_before_any_node_runs(kedro_project):
     with pytest.raises(UnknownParameterError, match=r"head_trainin is not a parameter\. Did you mean head_training\?"):
         kedro_project.run("data_ingestion", {"head_trainin.l2": 0.5})
@@ -52,6 +53,7 @@ def test_experiment_names():
         "oxford-iiit-pet-breed"
 
 
+@pytest.mark.slow
 def test_a_pipeline_alone_logs_to_the_experiment_of_the_data_it_works_on(kedro_project, make_image, tmp_path):
     """data_ingestion on .../PetImages, then a pipeline that does not ingest (its own --params do not
     name the data): both runs land in the PetImages-species experiment."""

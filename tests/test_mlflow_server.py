@@ -57,6 +57,7 @@ def mlflow_server(tmp_path):
     log.close()
 
 
+@pytest.mark.slow
 def test_pipeline_run_lands_on_the_server(mlflow_server, kedro_project, make_image, tmp_path, monkeypatch):
     src = tmp_path / "photos"
     for cls in ("cat", "dog"):

@@ -76,3 +76,65 @@ def test_cli_output_has_no_library_noise():
         assert f"- {name}" in out
     for noise in ("Add type hints", "as logging configuration", "UserWarning", "FutureWarning", "WARNING"):
         assert noise not in out, f"{noise!r} in the output:\n{out[-3000:]}"
+
+
+def _catalog_config() -> dict:
+    from kedro.config import OmegaConfigLoader
+
+    from transfer_lab.settings import CONFIG_LOADER_ARGS
+
+    return dict(OmegaConfigLoader(conf_source=str(ROOT / "conf"), **CONFIG_LOADER_ARGS)["catalog"])
+
+
+def _filepaths(entry: dict) -> list[str]:
+    """Every filepath an entry writes or reads (wrapped datasets included)."""
+    out = [str(entry["filepath"])] if "filepath" in entry else []
+    inner = entry.get("dataset")
+    if isinstance(inner, dict):
+        out += _filepaths(inner)
+    return out
+
+
+def test_one_catalog_name_per_file():
+    """Two entries share a file only as transcoded views of one name (name@a, name@b)."""
+    owners: dict[str, set[str]] = {}
+    for name, entry in _catalog_config().items():
+        if isinstance(entry, dict):
+            for path in _filepaths(entry):
+                owners.setdefault(os.path.normpath(path), set()).add(name.split("@")[0])
+    shared = {path: sorted(names) for path, names in owners.items() if len(names) > 1}
+    assert not shared, f"files with several catalog names: {shared}"
+
+
+def test_every_catalog_name_is_written_by_at_most_one_node():
+    registry = _registry()
+    writers: dict[str, set[str]] = {}
+    for name in registry.keys():
+        for node in registry[name].nodes:
+            for out in node.outputs:
+                writers.setdefault(out.split("@")[0], set()).add(node.name)
+    several = {out: sorted(nodes) for out, nodes in writers.items() if len(nodes) > 1}
+    assert not several, f"outputs written by several nodes: {several}"
+
+
+def test_every_parameter_section_has_its_model():
+    """Each top-level section of conf/base/parameters_*.yml is a model in transfer_lab.params.SECTIONS."""
+    from kedro.config import OmegaConfigLoader
+
+    from transfer_lab.params import SECTIONS
+    from transfer_lab.settings import CONFIG_LOADER_ARGS
+
+    conf = OmegaConfigLoader(conf_source=str(ROOT / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
+    assert sorted(set(conf) - set(SECTIONS)) == []
+
+
+def test_misspelt_params_section_refused_by_kedro_run():
+    """`kedro run --params "head_trainin.l2=0.5"` stops before any node, naming the key and the fix."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run([str(kedro), "run", "--pipelines=data_ingestion", "--params", "head_trainin.l2=0.5"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "head_trainin is not a parameter" in out and "Did you mean head_training?" in out, out[-3000:]
+    assert "Running node" not in out

@@ -180,7 +180,7 @@ def _check_head_training_run(base: str, run: dict) -> None:
     found = _post(base, "/api/2.0/mlflow/logged-models/search",
                   {"experiment_ids": [run["info"]["experiment_id"]], "max_results": 100}).get("models", [])
     models = [m["info"] for m in found if m["info"].get("source_run_id") == run_id]
-    assert [m["name"] for m in models] == ["classifier"], models
+    assert [m["name"] for m in models] == ["head_classifier"], models
     assert models[0]["status"] == "LOGGED_MODEL_READY"
     files = _get(base, f"/api/2.0/mlflow/logged-models/{models[0]['model_id']}/artifacts/directories")
     names = {Path(f["path"]).name for f in files.get("files", [])}
@@ -229,7 +229,7 @@ def test_runs_land_on_the_postgres_backed_server_and_the_model_serves(team_serve
 
     # `mlflow models serve` answers one 0-255 RGB image with the Kedro model's probabilities.
     image = load_rgb(src / "dog" / "3.png", 32).astype("float32")
-    expected = np.asarray(keras.saving.load_model(kedro_project.out("data/06_models/classifier.keras"),
+    expected = np.asarray(keras.saving.load_model(kedro_project.out("data/06_models/head_classifier.keras"),
                                                   compile=False)(image[None]))
     port, log = _free_port(), tmp_path / "serve.log"
     with open(log, "w") as fh:
