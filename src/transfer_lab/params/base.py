@@ -27,8 +27,11 @@ def unknown_key_message(key: str, known: list[str], where: str, conf_file: str |
     full = f"{where}.{key}" if where else key
     near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" Did you mean {(where + '.') if where else ''}{near[0]}?" if near else ""
-    fix = f" Fix it in conf/base/{conf_file}" if conf_file else " Fix the name"
-    example = f"{where}.{near[0] if near else known[0]}=..." if known else ""
+    fix = f" Fix it in conf/base/{conf_file}" if conf_file else " Fix it in conf/base/parameters_*.yml"
+    if where:
+        example = f"{where}.{near[0] if near else known[0]}=..." if known else ""
+    else:  # a top-level section: the example names a key under the closest one
+        example = f"{near[0] if near else (sorted(known) or ['data'])[0]}.<key>=..."
     return (f"{full} is not a parameter.{hint} Known{' in ' + where if where else ' sections'}: "
             f"{', '.join(sorted(known))}.{fix} or in --params (e.g. --params \"{example}\").")
 
