@@ -1,5 +1,8 @@
 """The one backbone registry, and the model contract of the whole project.
 
+The ``backbone`` parameters are :class:`transfer_lab.params.backbone.BackboneParams`; the builders
+here take one (``name``, ``weights``, ``size``, ``alpha``, ``spec``).
+
 Every model built here takes **RGB pixels in 0-255** (float32, shape (None, H, W, 3)); the
 backbone's own preprocessing is a layer inside the model. Classifiers end with two named layers,
 ``logits`` (pre-softmax class scores) and ``probabilities`` (softmax), and their layers are:
@@ -17,9 +20,12 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:  # the parameters model imports this registry, not the other way round
+    from transfer_lab.params.backbone import BackboneParams
 
 # Preprocessing styles of keras.applications:
 #   "tf":    x / 127.5 - 1                                  (MobileNet v1/v2, ResNetV2)
@@ -114,45 +120,6 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES[key]
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
-    """The ``backbone`` parameters (conf/base/parameters_feature_extraction.yml)."""
-
-    name: str = "mobilenet_v2"
-    weights: str | None = "imagenet"  # imagenet | none | path to a weights file
-    image_size: int | None = None
-    alpha: float = 1.0
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "BackboneConfig":
-        unknown = set(params) - {"name", "weights", "image_size", "alpha", "classifier_weights", "imagenet_labels"}
-        if unknown:
-            raise BackboneError(
-                f"Unknown backbone parameter(s): {', '.join(sorted(unknown))}. "
-                "Known: name, weights, image_size, alpha, classifier_weights, imagenet_labels."
-            )
-        spec = get_spec(params.get("name", "mobilenet_v2"))
-        size = params.get("image_size") or spec.default_size
-        try:
-            size = int(size)
-        except (TypeError, ValueError):
-            raise BackboneError(f"backbone.image_size must be a whole number of pixels, got {size!r}.") from None
-        if size < 32:
-            raise BackboneError(f"backbone.image_size={size} is too small: use 32 or more (224 is the ImageNet size).")
-        alpha = float(params.get("alpha", 1.0) or 1.0)
-        if alpha <= 0:
-            raise BackboneError(f"backbone.alpha must be positive, got {alpha}.")
-        return cls(spec.name, params.get("weights", "imagenet"), size, alpha)
-
-    @property
-    def spec(self) -> BackboneSpec:
-        return get_spec(self.name)
-
-    @property
-    def size(self) -> int:
-        return int(self.image_size or self.spec.default_size)
-
-
 def resolve_weights(weights: Any) -> str | None:
     """``None`` (random), ``"imagenet"`` or the path of an existing weights file; fails clearly otherwise."""
     if weights is None:
@@ -235,7 +202,7 @@ def preprocessing_layer(preprocessing: str, name: str = "preprocess") -> Any:
     raise BackboneError(f"unknown preprocessing style {preprocessing!r}")
 
 
-def build_backbone(cfg: BackboneConfig) -> Any:
+def build_backbone(cfg: BackboneParams) -> Any:
     """The bare keras.applications backbone (no top), named ``backbone``; expects preprocessed input."""
     spec = cfg.spec
     model = _call_constructor(spec, cfg.weights, include_top=False, size=cfg.size, alpha=cfg.alpha, param="backbone.weights")
@@ -243,7 +210,7 @@ def build_backbone(cfg: BackboneConfig) -> Any:
     return model
 
 
-def build_feature_extractor(cfg: BackboneConfig, backbone: Any | None = None) -> Any:
+def build_feature_extractor(cfg: BackboneParams, backbone: Any | None = None) -> Any:
     """0-255 RGB in, globally average-pooled backbone features out."""
     import keras
 
@@ -267,7 +234,7 @@ def build_head(n_features: int, n_classes: int, dropout: float = 0.2, l2: float 
     return keras.Model(inputs, probs, name="head")
 
 
-def build_classifier(cfg: BackboneConfig, head: Any, backbone: Any | None = None) -> Any:
+def build_classifier(cfg: BackboneParams, head: Any, backbone: Any | None = None) -> Any:
     """Backbone + trained head as one model: 0-255 RGB in, class probabilities out.
 
     The head's layers are inlined (not nested), so ``logits`` is reachable by name.
@@ -424,3 +391,13 @@ def resolve_class(name_or_index: Any, class_names: list[str], param: str) -> int
     near_txt = f" Near matches: {', '.join(near)}." if near else ""
     listing = "" if len(class_names) > 40 else f" Classes: {', '.join(class_names)}."
     raise BackboneError(f"Unknown class '{name_or_index}' in {param}.{near_txt}{listing}")
+
+
+def __getattr__(name: str) -> Any:
+    """``BackboneConfig``: transitional alias of :class:`transfer_lab.params.backbone.BackboneParams`
+    for code not yet converted (imported on use: the parameters model imports this module)."""
+    if name == "BackboneConfig":
+        from transfer_lab.params.backbone import BackboneParams
+
+        return BackboneParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

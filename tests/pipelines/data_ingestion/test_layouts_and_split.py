@@ -1,15 +1,14 @@
-"""Layouts, labels, the split and parameter checks."""
+"""Layouts, labels and the split (split_images); the source check of acquire_source."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from transfer_lab.data import layouts
+from transfer_lab.data import layouts, sources
+from transfer_lab.data.manifest import MANIFEST_COLUMNS, ManifestError
+from transfer_lab.params.data import DataParams
 from transfer_lab.pipelines.data_ingestion import nodes
-
-BASE = {"source": ".", "layout": "auto", "labels": "breed",
-        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 7}}
 
 
 def _oxford(root, make_image, breeds=("Abyssinian", "Bengal", "beagle", "pug"), n=10):
@@ -68,13 +67,14 @@ def _images(labels_counts: dict[str, int]) -> pd.DataFrame:
 
 
 def _split(images, seed=7, **fr):
-    params = nodes.validate_parameters({**BASE, "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed, **fr}})
-    return nodes.split_images(images, pd.DataFrame(columns=nodes.REJECTED_COLUMNS), params)
+    data = DataParams(source=".", split={"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed, **fr})
+    return nodes.split_images(images, pd.DataFrame(columns=nodes.REJECTED_COLUMNS), data)
 
 
 def test_split_is_stratified_and_reproducible():
     images = _images({"a": 100, "b": 50, "c": 10})
     m1, _, summary = _split(images)
+    assert tuple(m1.columns) == MANIFEST_COLUMNS
     m2, _, _ = _split(images.sample(frac=1, random_state=3))  # input order does not matter
     assert m1.set_index("path").split.equals(m2.set_index("path").split.loc[m1.path])
     for label, n in {"a": 100, "b": 50, "c": 10}.items():
@@ -102,25 +102,20 @@ def test_duplicates_stay_in_one_split_and_conflicts_are_rejected():
 
 
 def test_too_few_images_in_a_class():
-    with pytest.raises(nodes.IngestionParameterError, match=r"'rare' \(2\).*at least 3"):
+    with pytest.raises(ManifestError, match=r"'rare' \(2\).*at least 3"):
         _split(_images({"a": 30, "rare": 2}))
     m, _, _ = _split(_images({"a": 30, "rare": 2}), val=0.0, train=0.8)
     assert set(m[m.label == "rare"].split) == {"train", "test"}
 
 
-@pytest.mark.parametrize(
-    "change,message",
-    [
-        ({"source": "/no/such/folder"}, "data.source not found"),
-        ({"source": ""}, "data.source is empty"),
-        ({"layout": "coco"}, "Unknown data.layout 'coco'"),
-        ({"labels": "colour"}, "Unknown data.labels"),
-        ({"split": {"train": 0.7, "val": 0.2, "test": 0.2}}, "sum to 1.1"),
-        ({"split": {"train": 0.0, "val": 0.5, "test": 0.5}}, "train > 0"),
-        ({"split": {"train": 0.8, "val": 0.2, "tset": 0.0}}, "Unknown key"),
-        ({"colour": 1}, "Unknown data parameter"),
-    ],
-)
-def test_bad_parameters_fail_with_the_parameter_named(tmp_path, change, message):
-    with pytest.raises(nodes.IngestionParameterError, match=message):
-        nodes.validate_parameters({**BASE, "source": str(tmp_path), **change})
+def test_missing_source_fails_before_any_work(tmp_path):
+    with pytest.raises(sources.SourceError, match=r"data.source not found: .*nope.*data.source=../shared"):
+        nodes.acquire_source(DataParams(source=str(tmp_path / "nope")))
+
+
+def test_a_folder_without_labels_is_refused(tmp_path, make_image):
+    make_image(tmp_path / "a.jpg")
+    make_image(tmp_path / "b.jpg", seed=1)
+    folder, refused = nodes.acquire_source(DataParams(source=str(tmp_path)))
+    with pytest.raises(layouts.LayoutError, match="no labels.*data.layout=folders"):
+        nodes.check_images(folder, refused, DataParams(source=str(tmp_path)))

@@ -1,4 +1,5 @@
-"""`kedro run --pipelines=data_ingestion` end to end, on generated photos and on ../shared."""
+"""data_ingestion as a pipeline: with Kedro's SequentialRunner over an in-memory catalog, and
+`kedro run --pipelines=data_ingestion` through a KedroSession, on generated photos and on ../shared."""
 
 from __future__ import annotations
 
@@ -31,6 +32,38 @@ def _make_seeded_folder(root, make_image):
     # an exact copy of an ant photo, inside the ant folder
     (root / "ant" / "copy_of_0.jpg").write_bytes(good[0].read_bytes())
     return good
+
+
+def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
+    """The pipeline's nodes wired together, as Kedro's starters test them: typed parameters in, the
+    manifest, rejects and summary out, nothing written but the outputs we ask for."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+
+    from transfer_lab.data.manifest import MANIFEST_COLUMNS
+    from transfer_lab.params.data import DataParams
+    from transfer_lab.pipelines.data_ingestion.pipeline import create_pipeline
+
+    src = tmp_path / "photos"
+    good = _make_seeded_folder(src, make_image)
+    data = DataParams(source=str(src), split={"train": 0.5, "val": 0.25, "test": 0.25, "seed": 3}, workers=2)
+    catalog = DataCatalog({"params:data": MemoryDataset(data)})
+    outputs = SequentialRunner().run(create_pipeline(), catalog)
+
+    assert set(outputs) == {"manifest@csv", "rejected_images", "ingestion_summary"}
+    manifest = outputs["manifest@csv"].load()
+    rejected = outputs["rejected_images"].load()
+    summary = outputs["ingestion_summary"].load()
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert set(manifest.path) == {str(p) for p in good} | {str(src / "ant" / "copy_of_0.jpg")}
+    assert sorted(map(os.path.basename, rejected.path)) == ["Thumbs.db", "cut.jpg", "empty.jpg", "page.jpg", "tiny.jpg"]
+    unique = manifest[manifest.duplicate_of == ""]
+    assert unique.groupby("label").split.value_counts().to_dict() == {
+        ("ant", "train"): 7, ("ant", "val"): 3, ("ant", "test"): 3,  # 13 distinct ant photos
+        ("bee", "train"): 7, ("bee", "val"): 3, ("bee", "test"): 3,
+    }
+    assert summary["n_duplicates"] == 1 and summary["n_rejected"] == 5 and summary["source"] == str(src)
+    assert summary["split_counts"] == {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")}
 
 
 def test_folder_with_broken_files(tmp_path, make_image, kedro_project):
@@ -89,17 +122,49 @@ def test_pet_images_from_shared(shared_dir, kedro_project):
     assert counts["test"].to_dict() == {"cat": 150, "dog": 150}
 
 
+def _oxford_truth(images):
+    """What the Oxford-IIIT Pet folder holds, read from its file names: photos per breed, and the
+    species of each breed (cat breeds are capitalised, dog breeds lower case)."""
+    from transfer_lab.data.layouts import OXFORD_NAME
+
+    per_breed = {}
+    for p in images.iterdir():
+        match = OXFORD_NAME.match(p.name)
+        if match and p.suffix.lower() == ".jpg":
+            per_breed[match["breed"]] = per_breed.get(match["breed"], 0) + 1
+    return per_breed
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("labels", ["breed", "species"])
 def test_oxford_from_shared(shared_dir, kedro_project, labels):
-    kedro_project.run("data_ingestion", {"data.source": str(shared_dir / "data" / "oxford-iiit-pet"), "data.labels": labels})
-    m = pd.read_csv(kedro_project.out("data/03_primary/manifest.csv"))
+    root = shared_dir / "data" / "oxford-iiit-pet"
+    per_breed = _oxford_truth(root / "images")
+    n_photos = sum(per_breed.values())
+    assert len(per_breed) == 37 and n_photos > 3000  # the folder as ../shared/GUIDE.md describes it (3,237)
+
+    kedro_project.run("data_ingestion", {"data.source": str(root), "data.labels": labels})
+    m = pd.read_csv(kedro_project.out("data/03_primary/manifest.csv"), keep_default_na=False)
     rejected = pd.read_csv(kedro_project.out("data/08_reporting/rejected_images.csv"))
-    assert len(m) == 852 and rejected.empty  # the GIF and the PNG behind .jpg names decode too
+    summary = json.loads(kedro_project.out("data/08_reporting/ingestion_summary.json").read_text())
+    assert rejected.empty and len(m) == n_photos  # every photo accepted, the GIF and the PNG behind .jpg names too
+    formats = dict(zip(m.path.map(os.path.basename), m.format))
+    assert formats["Abyssinian_34.jpg"] == "GIF" and formats["Abyssinian_5.jpg"] == "PNG"
     assert set(m.format) == {"JPEG", "GIF", "PNG"}
+    assert summary["n_images"] == n_photos and sum(summary["split_counts"].values()) == n_photos
+    cat_breeds = {b for b in per_breed if b[0].isupper()}
+    species = m.path.map(lambda p: "cat" if os.path.basename(p)[0].isupper() else "dog")
+    assert (m.species == species).all()
+    unique = m[m.duplicate_of == ""]
     if labels == "breed":
-        assert m.label.nunique() == 37
+        assert m.groupby("label").size().to_dict() == per_breed
         assert (m.groupby("label").split.nunique() == 3).all()  # every breed in every split
+        groups = unique.groupby("label")
     else:
-        assert sorted(m.label.unique()) == ["cat", "dog"]
+        assert m.label.value_counts().to_dict() == {
+            "cat": sum(per_breed[b] for b in cat_breeds), "dog": sum(n for b, n in per_breed.items() if b not in cat_breeds)}
         assert (m.label == m.species).all()
+        groups = unique.groupby("label")
+    for label, rows in groups:  # 70 / 15 / 15 of each class's distinct photos
+        counts = rows.split.value_counts()
+        assert counts["test"] == round(0.15 * len(rows)) and counts["val"] == round(0.15 * len(rows)), label

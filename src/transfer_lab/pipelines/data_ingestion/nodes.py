@@ -1,4 +1,7 @@
-"""Nodes of data_ingestion: source -> checked images -> manifest with a reproducible split."""
+"""Nodes of data_ingestion: source -> checked images -> manifest with a reproducible split.
+
+Every node takes the ``data`` parameters as a :class:`~transfer_lab.params.data.DataParams`, which
+Kedro validates before any node runs."""
 
 from __future__ import annotations
 
@@ -11,104 +14,25 @@ import numpy as np
 import pandas as pd
 
 from transfer_lab.data import imaging, layouts, sources
+from transfer_lab.data.manifest import MANIFEST_COLUMNS, SPLITS, ManifestError, without_duplicates
+from transfer_lab.params.data import DataParams
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["path", "label", "split", "sha256", "width", "height", "format", "n_bytes", "duplicate_of", "species"]
 REJECTED_COLUMNS = ["path", "reason", "detail"]
-SPLITS = ("train", "val", "test")
 CONFLICT = "conflicting_labels"
 
-DEFAULT_SOURCE = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
 
-
-class IngestionParameterError(ValueError):
-    """A data.* parameter is wrong; the message names it and the fix."""
-
-
-def _fractions(split: dict[str, Any]) -> tuple[dict[str, float], int]:
-    if not isinstance(split, dict):
-        raise IngestionParameterError("data.split must be a mapping with train, val, test and seed.")
-    unknown = set(split) - {"train", "val", "test", "seed"}
-    if unknown:
-        raise IngestionParameterError(
-            f"Unknown key(s) in data.split: {', '.join(sorted(unknown))}. Use train, val, test and seed."
+def acquire_source(data: DataParams) -> tuple[str, pd.DataFrame]:
+    """The folder to read (after downloading and/or extracting ``data.source`` when needed) and the
+    archive entries refused on the way. Fails at once, naming ``data.source``, when it does not exist."""
+    if not sources.is_url(data.source) and not os.path.exists(os.path.expanduser(data.source)):
+        raise sources.SourceError(
+            f"data.source not found: {data.source}. Pass an existing folder, a .tar.gz/.tgz/.zip archive or an "
+            "http(s) URL, e.g. --params \"data.source=../shared/data/PetImages\""
         )
-    try:
-        fr = {k: float(split.get(k, 0.0)) for k in SPLITS}
-        seed = int(split.get("seed", 42))
-    except (TypeError, ValueError):
-        raise IngestionParameterError(
-            f"data.split values must be numbers, got {split}. Example: --params data.split.train=0.7"
-        ) from None
-    if any(v < 0 for v in fr.values()) or fr["train"] <= 0:
-        raise IngestionParameterError(
-            f"data.split fractions must be >= 0 with train > 0, got train={fr['train']}, val={fr['val']}, test={fr['test']}."
-        )
-    total = sum(fr.values())
-    if abs(total - 1.0) > 1e-6:
-        raise IngestionParameterError(
-            f"data.split fractions sum to {total:g}, not 1 (train={fr['train']}, val={fr['val']}, test={fr['test']}). "
-            "Change them so they add up to 1, e.g. 0.7 / 0.15 / 0.15."
-        )
-    return fr, seed
-
-
-def validate_parameters(data: dict[str, Any]) -> dict[str, Any]:
-    """Check every data.* parameter before any work is done; return them normalised."""
-    if not isinstance(data, dict):
-        raise IngestionParameterError("The `data` parameters are missing: see conf/base/parameters_data_ingestion.yml.")
-    known = {"source", "checksum", "layout", "labels", "split", "min_side", "max_pixels", "cache_dir", "workers"}
-    unknown = set(data) - known
-    if unknown:
-        raise IngestionParameterError(
-            f"Unknown data parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}."
-        )
-    source = data.get("source")
-    if source is None or str(source).strip() == "":
-        raise IngestionParameterError("data.source is empty: set it to a folder, an archive or an http(s) URL.")
-    if not sources.is_url(str(source)) and not os.path.exists(os.path.expanduser(str(source))):
-        raise IngestionParameterError(
-            f"data.source not found: {source}. Pass an existing folder, a .tar.gz/.tgz/.zip archive or an http(s) "
-            "URL, e.g. --params data.source=../shared/data/PetImages"
-        )
-    layout = data.get("layout", "auto")
-    if layout not in layouts.LAYOUTS or layout == "unlabelled":
-        raise IngestionParameterError(
-            f"Unknown data.layout '{layout}': use auto, oxford_pets, pet_images or folders."
-        )
-    labels = data.get("labels", "breed")
-    if labels not in layouts.LABEL_MODES:
-        raise IngestionParameterError(f"Unknown data.labels '{labels}': use breed or species.")
-    fractions, seed = _fractions(data.get("split", {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 42}))
-    try:
-        min_side = int(data.get("min_side", imaging.DEFAULT_MIN_SIDE))
-        max_pixels = int(data.get("max_pixels", imaging.DEFAULT_MAX_PIXELS))
-        workers = int(data.get("workers") or os.cpu_count() or 1)
-    except (TypeError, ValueError):
-        raise IngestionParameterError("data.min_side, data.max_pixels and data.workers must be whole numbers.") from None
-    if min_side < 1 or max_pixels < min_side * min_side:
-        raise IngestionParameterError(
-            f"data.min_side={min_side} and data.max_pixels={max_pixels} leave no usable image size."
-        )
-    return {
-        "source": str(source),
-        "checksum": data.get("checksum"),
-        "layout": layout,
-        "labels": labels,
-        "fractions": fractions,
-        "seed": seed,
-        "min_side": min_side,
-        "max_pixels": max_pixels,
-        "cache_dir": str(data.get("cache_dir") or "data/01_raw"),
-        "workers": max(1, workers),
-    }
-
-
-def acquire_source(params: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Download and/or extract the source when needed; the folder to read and refused archive entries."""
-    folder, refused = sources.materialize(params["source"], params["cache_dir"], checksum=params.get("checksum"))
-    return {"folder": str(folder), **params}, refused
+    folder, refused = sources.materialize(data.source, data.cache_dir, checksum=data.checksum)
+    return str(folder), refused
 
 
 def _check(path: str, min_side: int, max_pixels: int) -> imaging.ImageInfo | imaging.ImageRejected:
@@ -118,25 +42,25 @@ def _check(path: str, min_side: int, max_pixels: int) -> imaging.ImageInfo | ima
         return exc
 
 
-def check_images(source: dict[str, Any], refused: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check_images(folder: str, refused: pd.DataFrame, data: DataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decode every file with the project's decoder; accepted images with hashes, rejected with reasons."""
     from tqdm.auto import tqdm
 
-    files, unlabelled, layout = layouts.scan(source["folder"], source["layout"], source["labels"])
-    log.info("Reading %s as layout '%s': %d files", source["folder"], layout, len(files))
+    files, unlabelled, layout = layouts.scan(folder, data.layout, data.labels)
+    log.info("Reading %s as layout '%s': %d files", folder, layout, len(files))
     if files.empty:
-        raise IngestionParameterError(
-            f"No files found in {source['folder']} for layout '{layout}'. Check data.source and data.layout."
+        raise layouts.LayoutError(
+            f"No files found in {folder} for layout '{layout}'. Check data.source and data.layout."
         )
     if layout == "unlabelled":
-        raise IngestionParameterError(
-            f"{source['folder']} has images but no labels: use one sub-folder per class (data.layout=folders), "
+        raise layouts.LayoutError(
+            f"{folder} has images but no labels: use one sub-folder per class (data.layout=folders), "
             "or the Oxford-IIIT Pet or PetImages layout."
         )
     paths = files["path"].tolist()
-    with ThreadPoolExecutor(max_workers=source["workers"]) as pool:
+    with ThreadPoolExecutor(max_workers=data.thread_count) as pool:
         results = list(tqdm(
-            pool.map(lambda p: _check(p, source["min_side"], source["max_pixels"]), paths),
+            pool.map(lambda p: _check(p, data.min_side, data.max_pixels), paths),
             total=len(paths), desc="Checking images", unit="img",
         ))
     accepted, rejected = [], []
@@ -146,7 +70,7 @@ def check_images(source: dict[str, Any], refused: pd.DataFrame) -> tuple[pd.Data
         else:
             accepted.append((path, label, res.sha256, res.width, res.height, res.format, res.n_bytes,
                              species if isinstance(species, str) else ""))
-    images = pd.DataFrame(accepted, columns=["path", "label", "sha256", "width", "height", "format", "n_bytes", "species"])
+    images = pd.DataFrame(accepted, columns=[c for c in MANIFEST_COLUMNS if c not in ("split", "duplicate_of")])
     rejected_df = pd.concat(
         [refused.reindex(columns=REJECTED_COLUMNS), unlabelled.reindex(columns=REJECTED_COLUMNS),
          pd.DataFrame(rejected, columns=REJECTED_COLUMNS)],
@@ -160,10 +84,10 @@ def check_images(source: dict[str, Any], refused: pd.DataFrame) -> tuple[pd.Data
 
 
 def split_images(
-    images: pd.DataFrame, rejected: pd.DataFrame, source: dict[str, Any]
+    images: pd.DataFrame, rejected: pd.DataFrame, data: DataParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Stratified, reproducible split; identical files stay together, in one split."""
-    fractions, seed = source["fractions"], source["seed"]
+    """Stratified, reproducible split (``data.split``); identical files stay together, in one split."""
+    fractions, seed = data.split.fractions, data.split.seed
     images = images.sort_values("path", kind="stable").reset_index(drop=True)
 
     # Same bytes under different labels: no way to tell which is right.
@@ -184,14 +108,14 @@ def split_images(
 
     first = images.groupby("sha256")["path"].transform("first")
     images["duplicate_of"] = np.where(first != images["path"], first, "")
-    unique = images[images["duplicate_of"] == ""]
+    unique = without_duplicates(images)
 
     active = [s for s in SPLITS if fractions[s] > 0]
     counts = unique.groupby("label").size()
     too_few = counts[counts < len(active)]
     if not too_few.empty:
         listing = ", ".join(f"'{c}' ({n})" for c, n in too_few.items())
-        raise IngestionParameterError(
+        raise ManifestError(
             f"Class(es) with too few distinct images to split into {', '.join(active)}: {listing}. "
             f"Each class needs at least {len(active)}. Add photos to these classes, remove their folders, "
             "or set a data.split fraction to 0."
@@ -212,24 +136,24 @@ def split_images(
         for i, h in enumerate(hashes):
             assignment[h] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     images["split"] = images["sha256"].map(assignment)
-    manifest = images.reindex(columns=MANIFEST_COLUMNS)
+    manifest = images.reindex(columns=list(MANIFEST_COLUMNS))
     manifest["duplicate_of"] = manifest["duplicate_of"].fillna("")
 
-    summary = _summary(manifest, rejected, source)
+    summary = _summary(manifest, rejected, data)
     for split in SPLITS:
         log.info("%s: %d images", split, int((manifest.split == split).sum()))
     return manifest, rejected.reset_index(drop=True), summary
 
 
-def _summary(manifest: pd.DataFrame, rejected: pd.DataFrame, source: dict[str, Any]) -> dict[str, Any]:
+def _summary(manifest: pd.DataFrame, rejected: pd.DataFrame, data: DataParams) -> dict[str, Any]:
     per_split = {
         split: {str(k): int(v) for k, v in manifest[manifest.split == split].groupby("label").size().items()}
         for split in SPLITS
     }
     return {
-        "source": source["source"],
-        "layout": source["layout"],
-        "labels": source["labels"],
+        "source": data.source,
+        "layout": data.layout,
+        "labels": data.labels,
         "n_images": int(len(manifest)),
         "n_classes": int(manifest["label"].nunique()),
         "n_duplicates": int((manifest["duplicate_of"] != "").sum()),
