@@ -1,5 +1,5 @@
 """Scale-out benchmark: feature extraction and one fine-tuning epoch under each strategy and
-precision this machine offers (src/transfer_lab/distribute.py), in images/s, with the ratios to
+precision this machine offers (src/transfer_lab/runtime/strategy.py), in images/s, with the ratios to
 the first (baseline) configuration.
 
 - On a CPU: one device (baseline) against the CPU split into two logical devices with
@@ -60,7 +60,8 @@ def run_config(args: argparse.Namespace, runtime: dict) -> dict:
 
     rt = distribute.setup_runtime(runtime)  # first: logical devices and strategies need a fresh TF
     set_seed(0)
-    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
+    from transfer_lab.models.backbones import build_classifier, build_feature_extractor, build_head
+    from transfer_lab.params.backbone import BackboneParams
     from transfer_lab.data.tfdata import train_dataset
     from transfer_lab.models.training import compile_for_fine_tuning
     from transfer_lab.models.unfreeze import unfreeze_top
@@ -69,7 +70,7 @@ def run_config(args: argparse.Namespace, runtime: dict) -> dict:
 
     paths, labels = photos(Path(args.photos), args.n)
     n_classes = max(labels) + 1
-    cfg = BackboneConfig.from_params({"name": args.backbone, "weights": args.weights or "none",
+    cfg = BackboneParams.model_validate({"name": args.backbone, "weights": args.weights or "none",
                                       "image_size": args.image_size, "alpha": args.alpha})
     batch = rt.global_batch(args.batch_size)
 

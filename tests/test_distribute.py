@@ -18,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from transfer_lab.params.runtime import RuntimeParams
 from transfer_lab.runtime import strategy as distribute
-from transfer_lab.runtime.strategy import DistributeError, RuntimeConfig, choose_precision, choose_strategy, is_chief
+from transfer_lab.runtime.strategy import DistributeError, choose_precision, choose_strategy, is_chief
+
+from .pipelines.fine_tuning.tiny import write_tiny_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -39,15 +43,24 @@ def _cluster(index: int, kind: str = "worker", chief: bool = False) -> str:
 
 
 def test_runtime_parameters_parse_and_fail_with_the_parameter_name():
-    cfg = RuntimeConfig.from_params({"strategy": "Mirrored", "mixed_precision": True, "jit_compile": "false",
-                                     "cpu_devices": 2})
+    cfg = RuntimeParams.model_validate({"strategy": "Mirrored", "mixed_precision": True, "jit_compile": "false",
+                                        "cpu_devices": 2})
     assert (cfg.strategy, cfg.mixed_precision, cfg.jit_compile, cfg.cpu_devices) == ("mirrored", "on", False, 2)
-    assert RuntimeConfig.from_params(None) == RuntimeConfig()
-    for bad, param in (({"strategy": "tpu"}, "runtime.strategy"), ({"mixed_precision": "half"}, "runtime.mixed_precision"),
-                       ({"jit_compile": "maybe"}, "runtime.jit_compile"), ({"cpu_devices": 0}, "runtime.cpu_devices"),
-                       ({"stratgy": "auto"}, "stratgy")):
-        with pytest.raises(DistributeError, match=param):
-            RuntimeConfig.from_params(bad)
+    assert RuntimeParams.model_validate({}) == RuntimeParams()
+    assert RuntimeParams(strategy="one-device").strategy == RuntimeParams(strategy="default").strategy == "none"
+    assert RuntimeParams(mixed_precision=None, jit_compile=None) == RuntimeParams()
+    conf = __import__("yaml").safe_load((ROOT / "conf" / "base" / "parameters_runtime.yml").read_text())["runtime"]
+    assert RuntimeParams.model_validate(conf) == RuntimeParams() and RuntimeParams().model_dump() == conf
+    for bad, message in (({"strategy": "tpu"}, "runtime.strategy=tpu is not valid: .*mirrored"),
+                         ({"mixed_precision": "half"}, "runtime.mixed_precision=half is not valid"),
+                         ({"jit_compile": "maybe"}, "runtime.jit_compile=maybe is not valid: use auto, true or false"),
+                         ({"cpu_devices": 0}, "runtime.cpu_devices=0 is not valid"),
+                         ({"cpu_devices": True}, "runtime.cpu_devices=true must be a whole number"),
+                         ({"stratgy": "auto"}, "runtime.stratgy is not a parameter. Did you mean runtime.strategy?")):
+        with pytest.raises(ValidationError, match=message):
+            RuntimeParams.model_validate(bad)
+    with pytest.raises(ValidationError, match="runtime.strategy=tpu"):  # a mapping given to setup_runtime
+        distribute.setup_runtime({"strategy": "tpu"})
 
 
 def test_strategy_and_precision_choices():
@@ -101,13 +114,13 @@ def test_non_chief_workers_write_no_files_and_log_nothing(tmp_path, monkeypatch)
 
 
 def test_global_batch_and_runtime_description():
-    rt = distribute.setup_runtime({"strategy": "none"})
+    rt = distribute.setup_runtime(RuntimeParams(strategy="none"))
     assert rt.strategy_name == "default" and rt.replicas == 1 and rt.chief
     assert rt.global_batch(16) == 16
     d = rt.describe()
     assert d["precision"] == "float32" and d["strategy"] == "default" and "CPU" in d["device"]
     assert rt.on_gpu is False and rt.devices  # this machine: CPU devices only
-    assert distribute.setup_runtime({"strategy": "none"}) is rt  # one runtime per process
+    assert distribute.setup_runtime({"strategy": "none"}) is rt  # one runtime per process, a mapping or the model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +132,9 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import json
     import numpy as np
     from transfer_lab.runtime import strategy as distribute
-    from transfer_lab.pipelines.head_training.nodes import train_head, validate_parameters
+    from transfer_lab.params.head_training import HeadTrainingParams
+    from transfer_lab.params.runtime import RuntimeParams
+    from transfer_lab.pipelines.head_training.nodes import train_head
 
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 1, (3, 16))
@@ -130,11 +145,11 @@ MIRRORED_SCRIPT = textwrap.dedent(
     features = {"class_names": np.array(["a", "b", "c"]), "train_features": xtr, "train_labels": ytr,
                 "val_features": xva, "val_labels": yva, "test_features": xte, "test_labels": yte}
     # dropout 0: dropout masks are drawn per replica, so they could not match
-    cfg = validate_parameters({}, {"dropout": 0.0, "epochs": 3, "batch_size": 16, "patience": 100, "seed": 1})
     out = {}
     # one device, batch 16 | two replicas of 8 each: the same global batch of 16
     for name, strategy, per_replica in (("one", "none", 16), ("two", "mirrored", 8)):
-        head, hist = train_head(features, {**cfg, "batch_size": per_replica}, {"strategy": strategy, "cpu_devices": 2})
+        params = HeadTrainingParams(dropout=0.0, epochs=3, batch_size=per_replica, patience=100, seed=1)
+        head, hist = train_head(features, params, RuntimeParams(strategy=strategy, cpu_devices=2))
         rt = distribute.current()
         out[name] = {"replicas": rt.replicas, "strategy": rt.strategy_name, "loss": hist["loss"],
                      "weights": [np.asarray(w).tolist() for w in head.get_weights()],
@@ -142,7 +157,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     # Feature extraction: batches split over the two devices give the one-device features, in order.
     import sys
     from PIL import Image
-    from transfer_lab.models.backbones import BackboneConfig, build_feature_extractor
+    from transfer_lab.models.backbones import build_feature_extractor
+    from transfer_lab.params.backbone import BackboneParams
     from transfer_lab.pipelines.feature_extraction.nodes import run_extractor
     paths = []
     for i in range(7):  # 7 photos, global batch 4: the last batch is partial
@@ -150,7 +166,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(p)
         paths.append(p)
     rt = distribute.setup_runtime({"strategy": "none", "cpu_devices": 2})
-    ext = build_feature_extractor(BackboneConfig.from_params({"weights": "none", "image_size": 32, "alpha": 0.35}))
+    ext = build_feature_extractor(BackboneParams.model_validate({"weights": "none", "image_size": 32, "alpha": 0.35}))
     one = run_extractor(ext, paths, 32, 4)
     rt = distribute.setup_runtime({"strategy": "mirrored", "cpu_devices": 2})
     two = run_extractor(rt.replicate(ext), paths, 32, rt.global_batch(2))
@@ -203,54 +219,23 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _tiny_fine_tuning_inputs(project: Path, photos: Path, make_image) -> None:
-    """What head_training would leave: a manifest, a tiny classifier (random MobileNetV2 0.35 at
-    32 px), class names, its config and head metrics."""
-    import keras
-    import pandas as pd
-
-    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
-
-    rows = []
-    for split, n in (("train", 8), ("val", 4), ("test", 2)):
-        for cls, color in (("cat", (200, 60, 40)), ("dog", (40, 80, 200))):
-            for i in range(n):
-                p = make_image(photos / split / cls / f"{i}.png", size=(40, 40), fmt="PNG", color=color)
-                rows.append({"path": str(p), "label": cls, "split": split, "sha256": f"{split}{cls}{i}",
-                             "width": 40, "height": 40, "format": "PNG", "n_bytes": p.stat().st_size,
-                             "duplicate_of": "", "species": cls})
-    (project / "data" / "03_primary").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(project / "data" / "03_primary" / "manifest.csv", index=False)
-    backbone = {"name": "mobilenet_v2", "weights": "none", "image_size": 32, "alpha": 0.35}
-    keras.utils.set_random_seed(0)
-    cfg = BackboneConfig.from_params(backbone)
-    model = build_classifier(cfg, build_head(1280, 2, 0.0))
-    models = project / "data" / "06_models"
-    models.mkdir(parents=True, exist_ok=True)
-    model.save(models / "classifier.keras")
-    (models / "class_names.json").write_text(json.dumps(["cat", "dog"]))
-    (models / "classifier_config.json").write_text(json.dumps(
-        {"backbone": backbone, "image_size": 32, "class_names": ["cat", "dog"]}))
-    (project / "data" / "08_reporting").mkdir(parents=True, exist_ok=True)
-    (project / "data" / "08_reporting" / "head_metrics.json").write_text(json.dumps({"accuracy": 0.5}))
-
-
 def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
 def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project, make_image):
-    import mlflow
     import shutil
 
-    pass  # FIXME
+    import keras
+    import mlflow
 
     chief_dir = kedro_project.path
-    _tiny_fine_tuning_inputs(chief_dir, tmp_path / "photos", make_image)
+    write_tiny_inputs(chief_dir, tmp_path / "photos", make_image)
     worker_dir = type(kedro_project)(tmp_path / "worker1").path  # a second machine: its own copy of the project
     shutil.rmtree(worker_dir / "data")
     shutil.copytree(chief_dir / "data", worker_dir / "data")
     before = _files(worker_dir / "data")
+    head_bytes = (chief_dir / "data" / "06_models" / "head_classifier.keras").read_bytes()
     uri = os.environ["MLFLOW_TRACKING_URI"]
     client = mlflow.MlflowClient(uri)
     if client.get_experiment_by_name("transfer_lab") is None:  # both workers look it up at start
@@ -285,12 +270,17 @@ def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project
         assert "strategy multi_worker with 2 replica(s) on 2 worker(s)" in logs[i], logs[i][-3000:]
 
     # The chief wrote the fine-tuned model and the reports; the other worker wrote nothing.
-    assert is_finetuned_file(chief_dir / "data" / "06_models" / "classifier.keras")
+    models = chief_dir / "data" / "06_models"
+    assert (models / "finetuned_classifier.keras").stat().st_size > 1000
+    tuned = keras.saving.load_model(models / "finetuned_classifier.keras", compile=False)
+    head = keras.saving.load_model(models / "head_classifier.keras", compile=False)
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(tuned.weights, head.weights))
+    assert (models / "head_classifier.keras").read_bytes() == head_bytes  # fine_tuning leaves head_training's file
     metrics = json.loads((chief_dir / "data" / "08_reporting" / "finetune_metrics.json").read_text())
     assert metrics["fine_tuning"]["epochs_run"] >= 1
     assert (chief_dir / "data" / "08_reporting" / "finetune_comparison.md").exists()
     assert _files(worker_dir / "data") == before
-    assert not is_finetuned_file(worker_dir / "data" / "06_models" / "classifier.keras")
+    assert not (worker_dir / "data" / "06_models" / "finetuned_classifier.keras").exists()
     # One MLflow run (the chief's), which says how it ran.
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == n_runs_before + 1
@@ -303,13 +293,14 @@ def test_two_workers_fine_tune_and_only_the_chief_writes(tmp_path, kedro_project
 def test_mixed_precision_keeps_the_softmax_float32():
     import keras
 
-    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
+    from transfer_lab.models.backbones import build_classifier, build_head
+    from transfer_lab.params.backbone import BackboneParams
 
     try:
-        rt = distribute.setup_runtime({"strategy": "none", "mixed_precision": "mixed_bfloat16"})
+        rt = distribute.setup_runtime(RuntimeParams(strategy="none", mixed_precision="mixed_bfloat16"))
         assert rt.precision == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
         with rt.scope():
-            model = build_classifier(BackboneConfig.from_params({"weights": "none", "image_size": 32, "alpha": 0.35}),
+            model = build_classifier(BackboneParams.model_validate({"weights": "none", "image_size": 32, "alpha": 0.35}),
                                      build_head(1280, 3, 0.0))
         assert model.get_layer("logits").dtype_policy.compute_dtype == "bfloat16"
         assert model.get_layer("probabilities").dtype_policy.name == "float32"

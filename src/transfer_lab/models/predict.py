@@ -65,3 +65,29 @@ def predict(model: Any, paths: Sequence[str], *, image_size: int, batch_size: in
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
+def predict_array(model: Any, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for an in-memory array (e.g. cached features), in order, batch by batch
+    (:func:`predict_batches`)."""
+    import tensorflow as tf
+
+    x = np.asarray(x, np.float32)
+    out = list(predict_batches(model, tf.data.Dataset.from_tensor_slices(x).batch(batch_size)))
+    return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
+
+
+def softmax(logits: Any, axis: int = -1) -> np.ndarray:
+    """Class probabilities from pre-softmax scores (float64, numerically stable). The one softmax
+    of the project outside the models themselves."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def as_probabilities(outputs: Any, axis: int = -1) -> np.ndarray:
+    """``outputs`` as probabilities: unchanged when they already are (>= 0, summing to 1), else
+    their :func:`softmax` (a model that returns logits)."""
+    p = np.asarray(outputs, np.float64)
+    if p.size and np.all(p >= 0) and np.allclose(p.sum(axis=axis), 1.0, atol=1e-3):
+        return p
+    return softmax(p, axis=axis)

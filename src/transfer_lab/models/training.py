@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from transfer_lab.io.files import atomic_path, write_json
+from transfer_lab.params.fine_tuning import AugmentationParams, FineTuningParams
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class FineTuneError(ValueError):
     """Fine-tuning cannot go on as asked; the message names the parameter and how to fix it."""
 
 
-def augmentation_layers(cfg: Any, seed: int = 0) -> Any:
+def augmentation_layers(cfg: AugmentationParams, seed: int = 0) -> Any:
     """Keras preprocessing layers on 0-255 RGB; random in training, the identity at inference."""
     import keras
 
@@ -39,7 +40,7 @@ def augmentation_layers(cfg: Any, seed: int = 0) -> Any:
     return keras.Sequential(layers, name="augmentation")
 
 
-def training_model(classifier: Any, aug: Any, seed: int = 0) -> Any:
+def training_model(classifier: Any, aug: AugmentationParams, seed: int = 0) -> Any:
     """``classifier`` behind the augmentation layers; trains the classifier's own weights, so the
     saved model stays the plain classifier (no augmentation inside)."""
     import keras
@@ -180,7 +181,7 @@ def fit_resumable(
     model: Any,
     train_ds: Any,
     val_ds: Any,
-    cfg: FineTuneConfig,
+    cfg: FineTuningParams,
     backup_dir: str | Path,
     *,
     extra_callbacks: Sequence[Any] = (),
@@ -197,13 +198,13 @@ def fit_resumable(
 
     backup_dir = Path(backup_dir)
     keras_dir = backup_dir / "keras"
-    best = ResumableBest(backup_dir / "state", monitor=cfg.monitor, patience=cfg.early_stopping_patience)
+    best = ResumableBest(backup_dir / "state", monitor=cfg.monitor, patience=cfg.early_stopping.patience)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(keras_dir), double_checkpoint=True, delete_checkpoint=False),
         best,
         keras.callbacks.ReduceLROnPlateau(
-            monitor=cfg.monitor, factor=cfg.reduce_lr_factor, patience=cfg.reduce_lr_patience,
-            min_lr=cfg.min_learning_rate, mode="min" if cfg.monitor == "val_loss" else "max",
+            monitor=cfg.monitor, factor=cfg.reduce_lr.factor, patience=cfg.reduce_lr.patience,
+            min_lr=cfg.reduce_lr.min_lr, mode="min" if cfg.monitor == "val_loss" else "max",
         ),
         *extra_callbacks,
     ]

@@ -11,49 +11,23 @@ statistics would wreck them.)
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Any
 
 import numpy as np
 
 from transfer_lab.models.backbones import all_layers, backbone_of, get_spec, layer_groups
 from transfer_lab.models.training import FineTuneError
-
-UNFREEZE_HELP = (
-    "Set fine_tuning.unfreeze to a number of blocks from the top (e.g. 3), 'N blocks', 'N layers', "
-    "'all', or the name of a block or layer of the backbone (it and everything above it are trained)."
-)
-
-
-
-_COUNT = re.compile(r"^\s*(\d+)\s*(blocks?|layers?)?\s*$", re.IGNORECASE)
+from transfer_lab.params.fine_tuning import UNFREEZE_HELP
+from transfer_lab.params.fine_tuning import parse_unfreeze as unfreeze_syntax
 
 
 def parse_unfreeze(value: Any) -> tuple[str, Any]:
-    """``("blocks", n)``, ``("layers", n)``, ``("all", None)`` or ``("name", str)``."""
-    if isinstance(value, bool) or value is None:
-        raise FineTuneError(f"fine_tuning.unfreeze={value!r} is not valid. {UNFREEZE_HELP}")
-    if isinstance(value, (int, np.integer)):
-        kind, n = "blocks", int(value)
-    elif isinstance(value, float):
-        raise FineTuneError(f"fine_tuning.unfreeze={value!r} must be a whole number. {UNFREEZE_HELP}")
-    else:
-        text = str(value).strip()
-        if not text:
-            raise FineTuneError(f"fine_tuning.unfreeze is empty. {UNFREEZE_HELP}")
-        if text.lower() == "all":
-            return "all", None
-        m = _COUNT.match(text)
-        if not m:
-            return "name", text
-        n = int(m.group(1))
-        kind = "layers" if (m.group(2) or "blocks").lower().startswith("layer") else "blocks"
-    if n < 1:
-        raise FineTuneError(
-            f"fine_tuning.unfreeze={value!r} unfreezes nothing: use 1 or more (fine_tuning trains the top of the "
-            f"backbone; head_training alone trains the head). {UNFREEZE_HELP}"
-        )
-    return kind, n
+    """``("blocks", n)``, ``("layers", n)``, ``("all", None)`` or ``("name", str)``
+    (:func:`transfer_lab.params.fine_tuning.parse_unfreeze`, raising FineTuneError)."""
+    try:
+        return unfreeze_syntax(value)
+    except ValueError as exc:
+        raise FineTuneError(str(exc)) from None
 
 
 def _weight_layers(backbone: Any) -> list[Any]:

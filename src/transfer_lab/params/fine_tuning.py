@@ -1,179 +1,198 @@
-"""The ``fine_tuning`` parameters (conf/base/parameters_fine_tuning.yml)."""
+"""The ``fine_tuning`` parameters (conf/base/parameters_fine_tuning.yml).
+
+``unfreeze`` is checked here for its syntax only; whether the backbone has that many blocks or
+layers, or a layer of that name, is checked on the classifier itself when fine_tuning starts
+(transfer_lab.models.unfreeze.resolve_unfreeze).
+"""
 
 from __future__ import annotations
 
-import difflib
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+import re
+from typing import Any, ClassVar, Literal
 
-import numpy as np
+from pydantic import field_validator, model_validator
 
-from transfer_lab.models.training import FineTuneError
-from transfer_lab.models.unfreeze import parse_unfreeze
+from transfer_lab.params.base import section
+from transfer_lab.params.fields import AutoTrueFalse, KeyedParams, TrueFalse, param
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    flip: str = "horizontal"  # horizontal | vertical | horizontal_and_vertical | none
-    rotation: float = 0.05  # fraction of a full turn (0.05 = +-18 degrees); 0 = off
-    zoom: float = 0.1  # +- fraction; 0 = off
-    contrast: float = 0.1  # +- factor; 0 = off
+UNFREEZE_HELP = (
+    "Set fine_tuning.unfreeze to a number of blocks from the top (e.g. 3), 'N blocks', 'N layers', "
+    "'all', or the name of a block or layer of the backbone (it and everything above it are trained)."
+)
+
+_COUNT = re.compile(r"^\s*(\d+)\s*(blocks?|layers?)?\s*$", re.IGNORECASE)
+
+
+def parse_unfreeze(value: Any) -> tuple[str, Any]:
+    """``("blocks", n)``, ``("layers", n)``, ``("all", None)`` or ``("name", str)``; ValueError,
+    naming fine_tuning.unfreeze, when ``value`` is none of them."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"fine_tuning.unfreeze={value!r} is not valid. {UNFREEZE_HELP}")
+    if isinstance(value, int):
+        kind, n = "blocks", int(value)
+    elif isinstance(value, float):
+        raise ValueError(f"fine_tuning.unfreeze={value!r} must be a whole number. {UNFREEZE_HELP}")
+    else:
+        text = str(value).strip()
+        if not text:
+            raise ValueError(f"fine_tuning.unfreeze is empty. {UNFREEZE_HELP}")
+        if text.lower() == "all":
+            return "all", None
+        m = _COUNT.match(text)
+        if not m:
+            return "name", text
+        n = int(m.group(1))
+        kind = "layers" if (m.group(2) or "blocks").lower().startswith("layer") else "blocks"
+    if n < 1:
+        raise ValueError(
+            f"fine_tuning.unfreeze={value!r} unfreezes nothing: use 1 or more (fine_tuning trains the top of the "
+            f"backbone; head_training alone trains the head). {UNFREEZE_HELP}"
+        )
+    return kind, n
+
+
+_FILE = "parameters_fine_tuning.yml"
+
+
+class AugmentationParams(KeyedParams):
+    """Keras preprocessing layers on 0-255 RGB, random in training only (``augmentation: null`` =
+    none of them)."""
+
+    where: ClassVar[str] = "fine_tuning.augmentation"
+    conf_file: ClassVar[str | None] = _FILE
+
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = param(
+        "horizontal", "Use one of horizontal, vertical, horizontal_and_vertical, none", "none")
+    rotation: float = param(0.05, "A fraction of a full turn: 0 (off) to 0.5 (0.05 = up to 18 degrees)",
+                            ge=0.0, le=0.5, allow_inf_nan=False)
+    zoom: float = param(0.1, "Up to +- this fraction: 0 (off) to 0.9", ge=0.0, le=0.9, allow_inf_nan=False)
+    contrast: float = param(0.1, "Up to +- this factor: 0 (off) to 1", ge=0.0, le=1.0, allow_inf_nan=False)
+
+    @field_validator("flip", mode="before")
+    @classmethod
+    def _flip_off(cls, value: Any) -> Any:
+        if value is None or value is False:
+            return "none"
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return "none" if text in ("", "false", "off", "null") else text
+        return value
+
+    @field_validator("rotation", "zoom", "contrast", mode="before")
+    @classmethod
+    def _null_is_off(cls, value: Any) -> Any:
+        return 0.0 if value is None else value
+
+    @classmethod
+    def off(cls) -> "AugmentationParams":
+        """No augmentation at all."""
+        return cls(flip="none", rotation=0.0, zoom=0.0, contrast=0.0)
 
     @property
     def active(self) -> bool:
         return self.flip != "none" or any(v > 0 for v in (self.rotation, self.zoom, self.contrast))
 
 
-_FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
+class EarlyStoppingParams(KeyedParams):
+    where: ClassVar[str] = "fine_tuning.early_stopping"
+    conf_file: ClassVar[str | None] = _FILE
+
+    patience: int = param(3, "Epochs without improvement before stopping (the best weights are kept): "
+                             "a whole number, 1 or more", 5, ge=1)
 
 
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """The ``fine_tuning`` parameters (conf/base/parameters_fine_tuning.yml), validated."""
+class ReduceLRParams(KeyedParams):
+    where: ClassVar[str] = "fine_tuning.reduce_lr"
+    conf_file: ClassVar[str | None] = _FILE
 
-    unfreeze: Any = 3
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 32
-    class_weight: bool = True
-    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
-    monitor: str = "val_loss"
-    early_stopping_patience: int = 3
-    reduce_lr_factor: float = 0.3
-    reduce_lr_patience: int = 1
-    min_learning_rate: float = 1e-7
-    backup_dir: str = "data/06_models/finetune_backup"
-    cache_images: bool = True
-    jit_compile: Any = "auto"
-    seed: int = 42
+    factor: float = param(0.3, "The learning rate is multiplied by this after `patience` epochs without "
+                               "improvement: between 0 and 1", gt=0.0, lt=1.0, allow_inf_nan=False)
+    patience: int = param(1, "Epochs without improvement before the learning rate is reduced: a whole "
+                             "number, 0 or more", 2, ge=0)
+    min_lr: float = param(1e-7, "The lowest learning rate: 0 to fine_tuning.learning_rate", ge=0.0,
+                          allow_inf_nan=False)
 
-    _KEYS = (
-        "unfreeze", "learning_rate", "epochs", "batch_size", "class_weight", "augmentation", "monitor", "early_stopping",
-        "reduce_lr", "backup_dir", "cache_images", "jit_compile", "seed",
-    )
 
+def _null_is_defaults(value: Any) -> Any:
+    return {} if value is None else value
+
+
+@section("fine_tuning", conf_file=_FILE)
+class FineTuningParams(KeyedParams):
+    """Fine-tuning of head_training's classifier: how much of the backbone to train, how, and when
+    to stop."""
+
+    unfreeze: int | str = param(3, UNFREEZE_HELP, "5 blocks")
+    learning_rate: float = param(1e-5, "Fine-tuning wants a small positive learning rate (1e-5..1e-4 keeps "
+                                       "the pretrained features)", 1e-5, gt=0.0, allow_inf_nan=False)
+    epochs: int = param(10, "The most epochs: a whole number, 1 or more", 5, ge=1)
+    batch_size: int = param(32, "Photos per step and replica: a whole number, 1 or more", 16, ge=1)
+    class_weight: TrueFalse = param(True, "Weigh classes by 1/frequency: true or false", False)
+    augmentation: AugmentationParams = AugmentationParams()
+    monitor: Literal["val_loss", "val_accuracy"] = param(
+        "val_loss", "What early stopping, learning-rate reduction and the best weights watch: val_loss or "
+                    "val_accuracy", "val_accuracy")
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+    reduce_lr: ReduceLRParams = ReduceLRParams()
+    backup_dir: str = param("data/06_models/finetune_backup", "A folder for the crash-safe training state",
+                            min_length=1)
+    cache_images: TrueFalse = param(True, "Keep the decoded photos in memory after the first epoch: true or false",
+                                    False)
+    jit_compile: AutoTrueFalse = param("auto", "XLA: auto (runtime.jit_compile), true or false", False)
+    seed: int = param(42, "The random seed: a whole number, 0 or more", 1, ge=0)
+
+    @field_validator("unfreeze", mode="before")
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> "FineTuneConfig":
-        p = dict(params or {})
-        unknown = set(p) - set(cls._KEYS)
-        if unknown:
-            near = {k: difflib.get_close_matches(k, cls._KEYS, n=1) for k in unknown}
-            hints = ", ".join(f"{k}" + (f" (did you mean {near[k][0]}?)" if near[k] else "") for k in sorted(unknown))
-            raise FineTuneError(f"Unknown fine_tuning parameter(s): {hints}. Known: {', '.join(cls._KEYS)}.")
+    def _unfreeze_syntax(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        kind, n = parse_unfreeze(value)
+        if kind == "blocks" and not isinstance(value, int) and str(value).strip().isdigit():
+            return n  # "3" from the command line is 3 blocks
+        return value if isinstance(value, int) else str(value).strip()
 
-        unfreeze = p.get("unfreeze", 3)
-        parse_unfreeze(unfreeze)  # syntax only; the backbone checks the range / name
+    @field_validator("augmentation", mode="before")
+    @classmethod
+    def _no_augmentation(cls, value: Any) -> Any:
+        if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("none", "off")):
+            return AugmentationParams.off()
+        if not isinstance(value, (dict, AugmentationParams)):
+            raise ValueError(
+                f"fine_tuning.augmentation={value!r} is not valid: give a mapping {{flip, rotation, zoom, contrast}} "
+                "or null (no augmentation), e.g. --params \"fine_tuning.augmentation.rotation=0\" or "
+                "--params \"fine_tuning.augmentation=null\".")
+        return value
 
-        lr = _number(p.get("learning_rate", 1e-5), "fine_tuning.learning_rate")
-        if not lr > 0:
-            raise FineTuneError(
-                f"fine_tuning.learning_rate must be positive, got {lr}. Fine-tuning wants a small one, "
-                "e.g. --params fine_tuning.learning_rate=1e-5."
-            )
-        if lr > 1e-2:
-            log.warning("fine_tuning.learning_rate=%g is high for fine-tuning; 1e-5..1e-4 keeps the pretrained features.", lr)
-        epochs = _whole(p.get("epochs", 10), "fine_tuning.epochs", minimum=1)
-        batch = _whole(p.get("batch_size", 32), "fine_tuning.batch_size", minimum=1)
+    @field_validator("early_stopping", "reduce_lr", mode="before")
+    @classmethod
+    def _defaults(cls, value: Any) -> Any:
+        return _null_is_defaults(value)
 
-        aug_p = p.get("augmentation")
-        if aug_p in (None, False, "none", "off"):
-            aug = AugmentConfig(flip="none", rotation=0.0, zoom=0.0, contrast=0.0)
-        elif isinstance(aug_p, Mapping):
-            extra = set(aug_p) - {"flip", "rotation", "zoom", "contrast"}
-            if extra:
-                raise FineTuneError(
-                    f"Unknown fine_tuning.augmentation parameter(s): {', '.join(sorted(extra))}. "
-                    "Known: flip, rotation, zoom, contrast."
-                )
-            flip = str(aug_p.get("flip", "horizontal") or "none").strip().lower()
-            if flip in ("false", "off", "null"):
-                flip = "none"
-            if flip not in _FLIPS:
-                raise FineTuneError(f"fine_tuning.augmentation.flip={flip!r}: use one of {', '.join(_FLIPS)}.")
-            vals = {}
-            for key, hi in (("rotation", 0.5), ("zoom", 0.9), ("contrast", 1.0)):
-                v = _number(aug_p.get(key, getattr(AugmentConfig, key)) or 0.0, f"fine_tuning.augmentation.{key}")
-                if not 0 <= v <= hi:
-                    raise FineTuneError(
-                        f"fine_tuning.augmentation.{key}={v} is out of range: use 0 (off) to {hi} "
-                        f"(e.g. rotation 0.05, zoom 0.1, contrast 0.1)."
-                    )
-                vals[key] = v
-            aug = AugmentConfig(flip=flip, **vals)
-        else:
-            raise FineTuneError(
-                "fine_tuning.augmentation must be a mapping {flip, rotation, zoom, contrast} or null (no augmentation), "
-                f"got {aug_p!r}."
-            )
-
-        monitor = str(p.get("monitor", "val_loss"))
-        if monitor not in ("val_loss", "val_accuracy"):
-            raise FineTuneError(f"fine_tuning.monitor={monitor!r}: use val_loss or val_accuracy.")
-        es = p.get("early_stopping") or {}
-        rl = p.get("reduce_lr") or {}
-        if not isinstance(es, Mapping) or set(es) - {"patience"}:
-            raise FineTuneError("fine_tuning.early_stopping takes one key, patience (epochs without improvement).")
-        if not isinstance(rl, Mapping) or set(rl) - {"factor", "patience", "min_lr"}:
-            raise FineTuneError("fine_tuning.reduce_lr takes factor, patience and min_lr.")
-        patience = _whole(es.get("patience", 3), "fine_tuning.early_stopping.patience", minimum=1)
-        factor = _number(rl.get("factor", 0.3), "fine_tuning.reduce_lr.factor")
-        if not 0 < factor < 1:
-            raise FineTuneError(f"fine_tuning.reduce_lr.factor={factor} must be between 0 and 1 (e.g. 0.3).")
-        rl_patience = _whole(rl.get("patience", 1), "fine_tuning.reduce_lr.patience", minimum=0)
-        min_lr = _number(rl.get("min_lr", 1e-7), "fine_tuning.reduce_lr.min_lr")
-        if min_lr < 0 or min_lr > lr:
-            raise FineTuneError(
-                f"fine_tuning.reduce_lr.min_lr={min_lr} must be between 0 and fine_tuning.learning_rate={lr}."
-            )
-        backup = str(p.get("backup_dir", cls.backup_dir) or "").strip()
-        if not backup:
-            raise FineTuneError(
+    @field_validator("backup_dir", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError(
                 "fine_tuning.backup_dir is empty: give a folder for the crash-safe training state, "
-                "e.g. data/06_models/finetune_backup."
-            )
-        seed = _whole(p.get("seed", 42), "fine_tuning.seed", minimum=0)
-        class_weight = p.get("class_weight", True)
-        if not isinstance(class_weight, bool):
-            raise FineTuneError(f"fine_tuning.class_weight must be true or false, got {class_weight!r}.")
-        jit = p.get("jit_compile", "auto")
-        if jit not in ("auto", True, False):
-            raise FineTuneError(f"fine_tuning.jit_compile={jit!r}: use auto, true or false (XLA).")
-        return cls(
-            unfreeze=unfreeze, learning_rate=lr, epochs=epochs, batch_size=batch, class_weight=class_weight,
-            augmentation=aug,
-            monitor=monitor, early_stopping_patience=patience, reduce_lr_factor=factor,
-            reduce_lr_patience=rl_patience, min_learning_rate=min_lr, backup_dir=backup,
-            cache_images=bool(p.get("cache_images", True)), jit_compile=jit, seed=seed,
-        )
+                "e.g. --params \"fine_tuning.backup_dir=data/06_models/finetune_backup\".")
+        return value.strip() if isinstance(value, str) else value
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+    @field_validator("learning_rate")
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FineTuneConfig":
-        d = dict(d)
-        d["augmentation"] = AugmentConfig(**d.get("augmentation", {}))
-        return cls(**d)
+    def _warn_high(cls, value: float) -> float:
+        if value > 1e-2:
+            log.warning("fine_tuning.learning_rate=%g is high for fine-tuning; 1e-5..1e-4 keeps the pretrained "
+                        "features.", value)
+        return value
 
-
-def _number(value: Any, param: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise FineTuneError(f"{param} must be a number, got {value!r}.") from None
-    if not np.isfinite(out):
-        raise FineTuneError(f"{param} must be a finite number, got {value!r}.")
-    return out
-
-
-def _whole(value: Any, param: str, minimum: int) -> int:
-    if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.strip().isdigit())):
-        raise FineTuneError(f"{param} must be a whole number >= {minimum}, got {value!r}.")
-    out = int(value)
-    if out < minimum:
-        raise FineTuneError(f"{param} must be >= {minimum}, got {out}.")
-    return out
-
-
+    @model_validator(mode="after")
+    def _min_lr_below_learning_rate(self) -> "FineTuningParams":
+        if self.reduce_lr.min_lr > self.learning_rate:
+            raise ValueError(
+                f"fine_tuning.reduce_lr.min_lr={self.reduce_lr.min_lr:g} must be between 0 and "
+                f"fine_tuning.learning_rate={self.learning_rate:g}, e.g. --params \"fine_tuning.reduce_lr.min_lr=1e-7\"."
+            )
+        return self

@@ -26,74 +26,18 @@ other workers, and the hook keeps kedro-mlflow from opening a run there.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from transfer_lab.params.runtime import RuntimeParams
 from transfer_lab.runtime.cluster import DistributeError, cluster_size, is_chief, task, tf_config
 
+__all__ = ["DistributeError", "Runtime", "RuntimeParams", "choose_precision", "choose_strategy", "current", "is_chief",
+           "setup_runtime", "split_cpu"]
+
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("auto", "mirrored", "multi_worker", "none")
-PRECISIONS = ("auto", "on", "off", "float32", "mixed_float16", "mixed_bfloat16")
-_KEYS = ("strategy", "mixed_precision", "jit_compile", "cpu_devices")
-
-
-# --------------------------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    strategy: str = "auto"
-    mixed_precision: str = "auto"
-    jit_compile: Any = "auto"
-    cpu_devices: int | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> "RuntimeConfig":
-        p = dict(params or {})
-        unknown = sorted(set(p) - set(_KEYS))
-        if unknown:
-            raise DistributeError(
-                f"Unknown runtime parameter(s): {', '.join(unknown)}. Known: {', '.join(_KEYS)} "
-                "(conf/base/parameters_runtime.yml)."
-            )
-        strategy = str(p.get("strategy") or "auto").strip().lower().replace("-", "_")
-        if strategy in ("default", "one_device", "off", "false"):
-            strategy = "none"
-        if strategy not in STRATEGIES:
-            raise DistributeError(
-                f"runtime.strategy={p.get('strategy')!r} is not valid: use one of {', '.join(STRATEGIES)}, "
-                "e.g. --params runtime.strategy=mirrored."
-            )
-        mp = p.get("mixed_precision", "auto")
-        mp = {True: "on", False: "off", None: "auto"}.get(mp, mp) if isinstance(mp, (bool, type(None))) else mp
-        mp = str(mp).strip().lower()
-        if mp not in PRECISIONS:
-            raise DistributeError(
-                f"runtime.mixed_precision={p.get('mixed_precision')!r} is not valid: use auto, on, off "
-                "(or a Keras policy: float32, mixed_float16, mixed_bfloat16)."
-            )
-        jit = p.get("jit_compile", "auto")
-        if isinstance(jit, str) and jit.strip().lower() in ("true", "false", "auto"):
-            jit = {"true": True, "false": False, "auto": "auto"}[jit.strip().lower()]
-        if jit is None:
-            jit = "auto"
-        if jit not in ("auto", True, False):
-            raise DistributeError(f"runtime.jit_compile={jit!r} is not valid: use auto, true or false (XLA).")
-        cpus = p.get("cpu_devices")
-        if cpus is not None:
-            if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-                raise DistributeError(
-                    f"runtime.cpu_devices={cpus!r} must be a whole number >= 1 (logical CPU devices), or null."
-                )
-        return cls(strategy=strategy, mixed_precision=mp, jit_compile=jit, cpu_devices=cpus)
-
 
 # --------------------------------------------------------------------------------------------
 # The runtime
@@ -104,7 +48,7 @@ class RuntimeConfig:
 class Runtime:
     """What runs the work: the strategy and its replicas, the precision policy, XLA, the task."""
 
-    config: RuntimeConfig
+    config: RuntimeParams
     strategy: Any  # tf.distribute.Strategy
     strategy_name: str  # default | mirrored | multi_worker
     replicas: int
@@ -149,10 +93,11 @@ class Runtime:
         )
         return dataset.with_options(opts)
 
-    def replicate(self, model: Any) -> Any:
+    def replicate(self, model: Any, *, copy: bool = False) -> Any:
         """``model`` again, built inside this strategy's scope with the same weights (a model loaded
-        by the catalog lives outside it). Returned as is when there is nothing to distribute."""
-        if not self.distributed and self.strategy_name == "default":
+        by the catalog lives outside it). Returned as is when there is nothing to distribute,
+        unless ``copy`` (a node that trains it must not change its input)."""
+        if not copy and not self.distributed and self.strategy_name == "default":
             return model
         import keras
 
@@ -259,11 +204,12 @@ def choose_strategy(mode: str, n_gpus: int, n_tasks: int) -> str:
     return "default" if mode == "none" else mode
 
 
-def setup_runtime(params: Mapping[str, Any] | RuntimeConfig | None = None, *, log_it: bool = False) -> Runtime:
-    """The :class:`Runtime` for ``runtime`` parameters. Created once per process: a later call
-    with the same parameters returns the same object (a multi-worker strategy can exist only once)."""
+def setup_runtime(params: RuntimeParams | Mapping[str, Any] | None = None, *, log_it: bool = False) -> Runtime:
+    """The :class:`Runtime` for the ``runtime`` parameters (a :class:`RuntimeParams`, or a mapping
+    validated into one; ``None`` = the defaults). Created once per process: a later call with the
+    same parameters returns the same object (a multi-worker strategy can exist only once)."""
     global _CURRENT
-    cfg = params if isinstance(params, RuntimeConfig) else RuntimeConfig.from_params(params)
+    cfg = params if isinstance(params, RuntimeParams) else RuntimeParams.model_validate(dict(params or {}))
     if _CURRENT is not None and _CURRENT.config == cfg:
         _apply_policy(_CURRENT.precision)
         return _CURRENT
@@ -383,7 +329,3 @@ def _multi_worker_strategy() -> Any:
             "transfer_lab.runtime.strategy.setup_runtime at the start of your script."
         ) from exc
 
-
-# --------------------------------------------------------------------------------------------
-# Helpers for nodes
-# --------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""Unit tests of the fine-tuning mechanics on tiny models (random weights, 32 px)."""
+"""The fine_tuning parameter model, and the fine-tuning mechanics on tiny models (random weights,
+32 px): unfreezing, BatchNorm kept frozen, augmentation, resume after a kill."""
 
 from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from transfer_lab.models.backbones import all_layers
 from transfer_lab.models.training import (
@@ -15,11 +20,12 @@ from transfer_lab.models.training import (
     fit_resumable,
     training_model,
 )
-from transfer_lab.models.unfreeze import unfreeze_top
-from transfer_lab.params.fine_tuning import FineTuneConfig
+from transfer_lab.models.backbones import backbone_of, build_classifier, build_head
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.models.unfreeze import resolve_unfreeze, unfreeze_top
+from transfer_lab.params.fine_tuning import AugmentationParams, FineTuningParams
 
 from .interrupt import StopAfterEpochs
-from transfer_lab.models.backbones import BackboneConfig, backbone_of, build_classifier, build_head
 
 SIZE = 32
 
@@ -28,7 +34,7 @@ def tiny_classifier(n_classes: int = 2, seed: int = 0):
     import keras
 
     keras.utils.set_random_seed(seed)
-    cfg = BackboneConfig.from_params({"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35})
+    cfg = BackboneParams.model_validate({"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35})
     return build_classifier(cfg, build_head(1280, n_classes, dropout=0.2))
 
 
@@ -95,18 +101,18 @@ def test_batchnorm_stays_frozen_while_training():
 
 
 def test_optimizer_uses_configured_learning_rate():
-    cfg = FineTuneConfig.from_params({"learning_rate": 3e-5})
+    cfg = FineTuningParams(learning_rate=3e-5)
     model = tiny_classifier()
     unfreeze_top(model, "mobilenet_v2", 1)
     trainer = training_model(model, cfg.augmentation)
     compile_for_fine_tuning(trainer, cfg.learning_rate)
     assert current_learning_rate(trainer) == pytest.approx(3e-5, rel=1e-6)
-    assert FineTuneConfig.from_params({}).learning_rate == 1e-5
+    assert FineTuningParams().learning_rate == 1e-5
 
 
 def test_augmentation_only_in_training():
-    cfg = FineTuneConfig.from_params({"augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
-                                                          "contrast": 0.3}})
+    cfg = FineTuningParams.model_validate({"augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2,
+                                                            "contrast": 0.3}})
     model = tiny_classifier()
     trainer = training_model(model, cfg.augmentation, seed=1)
     assert trainer is not model
@@ -117,7 +123,8 @@ def test_augmentation_only_in_training():
     np.testing.assert_array_equal(aug(x, training=False), x)
     assert not np.allclose(aug(x, training=True), x)
     # no augmentation: train the classifier itself
-    off = FineTuneConfig.from_params({"augmentation": None})
+    off = FineTuningParams.model_validate({"augmentation": None})
+    assert off.augmentation == AugmentationParams.off() and not off.augmentation.active
     assert training_model(model, off.augmentation) is model
 
 
@@ -132,8 +139,8 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
 
     # first run: killed at the start of the third epoch (0-based 2)
     with pytest.raises(KeyboardInterrupt):
-        cfg = FineTuneConfig.from_params({"epochs": 4, "early_stopping": {"patience": 50},
-                                             "reduce_lr": {"patience": 50}, "learning_rate": 1e-3})
+        cfg = FineTuningParams.model_validate({"epochs": 4, "early_stopping": {"patience": 50},
+                                               "reduce_lr": {"patience": 50}, "learning_rate": 1e-3})
         model = tiny_classifier()
         unfreeze_top(model, "mobilenet_v2", 1)
         compile_for_fine_tuning(model, cfg.learning_rate, jit_compile=False)
@@ -171,33 +178,61 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
     assert not (tmp_path / "backup").exists()  # cleaned up after a completed run
 
 
+CONF = Path(__file__).resolve().parents[3] / "conf" / "base"
+
+
+def test_defaults_are_the_yaml_defaults():
+    conf = yaml.safe_load((CONF / "parameters_fine_tuning.yml").read_text())["fine_tuning"]
+    assert FineTuningParams.model_validate(conf) == FineTuningParams()
+    assert FineTuningParams().model_dump() == conf
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"unfreeze": 40}, "has only 19"),
-        ({"unfreeze": "400 layers"}, "has only 153"),
-        ({"unfreeze": "block_16_expnd"}, "Near matches: block_16_expand"),
-        ({"unfreeze": 0}, "unfreezes nothing"),
-        ({"learning_rate": 0}, "fine_tuning.learning_rate must be positive"),
-        ({"learning_rate": -1e-5}, "fine_tuning.learning_rate must be positive"),
-        ({"epochs": 0}, "fine_tuning.epochs"),
-        ({"augmentation": {"rotation": 3}}, "fine_tuning.augmentation.rotation"),
-        ({"augmentation": {"flip": "sideways"}}, "fine_tuning.augmentation.flip"),
-        ({"lerning_rate": 1e-5}, "did you mean learning_rate"),
-        ({"class_weight": "yes"}, "fine_tuning.class_weight must be true or false"),
+        ({"unfreeze": 0}, "fine_tuning.unfreeze=0 unfreezes nothing"),
+        ({"unfreeze": True}, "fine_tuning.unfreeze=True is not valid"),
+        ({"unfreeze": 2.5}, "fine_tuning.unfreeze=2.5 must be a whole number"),
+        ({"learning_rate": 0}, "fine_tuning.learning_rate=0 is not valid: input should be greater than 0"),
+        ({"learning_rate": -1e-5}, "fine_tuning.learning_rate=-1e-05 is not valid"),
+        ({"epochs": 0}, "fine_tuning.epochs=0 is not valid"),
+        ({"augmentation": {"rotation": 3}}, "fine_tuning.augmentation.rotation=3 is not valid: .*0.5"),
+        ({"augmentation": {"flip": "sideways"}}, "fine_tuning.augmentation.flip=sideways is not valid: .*horizontal"),
+        ({"augmentation": 3}, "fine_tuning.augmentation=3 is not valid: give a mapping"),
+        ({"augmentation": {"rotaton": 0.1}}, "Did you mean fine_tuning.augmentation.rotation?"),
+        ({"lerning_rate": 1e-5}, "fine_tuning.lerning_rate is not a parameter. Did you mean fine_tuning.learning_rate?"),
+        ({"class_weight": "yes"}, "fine_tuning.class_weight=yes is not valid: must be true or false"),
+        ({"monitor": "loss"}, "fine_tuning.monitor=loss is not valid: .*val_loss"),
+        ({"reduce_lr": {"factor": 1}}, "fine_tuning.reduce_lr.factor=1 is not valid: input should be less than 1"),
+        ({"reduce_lr": {"min_lr": 1e-3}}, "fine_tuning.reduce_lr.min_lr=0.001 must be between 0 and "
+                                          "fine_tuning.learning_rate=1e-05"),
+        ({"early_stopping": {"patience": 0}}, "fine_tuning.early_stopping.patience=0 is not valid"),
+        ({"jit_compile": "maybe"}, "fine_tuning.jit_compile=maybe is not valid: use auto, true or false"),
+        ({"backup_dir": " "}, "fine_tuning.backup_dir is empty"),
     ],
 )
-def test_bad_parameters_fail_at_once(params, message):
-    from transfer_lab.pipelines.fine_tuning.nodes import validate_parameters
+def test_a_wrong_value_is_refused_naming_the_key(params, message):
+    with pytest.raises(ValidationError, match=message):
+        FineTuningParams.model_validate(params)
 
-    backbone = {"name": "mobilenet_v2", "weights": "none", "image_size": SIZE, "alpha": 0.35}
+
+def test_aliases_and_command_line_values(caplog):
+    p = FineTuningParams.model_validate({"unfreeze": "4", "augmentation": None, "early_stopping": None,
+                                         "jit_compile": "false", "learning_rate": "1e-4"})
+    assert (p.unfreeze, p.augmentation.active, p.early_stopping.patience, p.jit_compile, p.learning_rate) == \
+        (4, False, 3, False, 1e-4)
+    assert FineTuningParams(unfreeze=" 2 layers ").unfreeze == "2 layers"
+    assert FineTuningParams(augmentation={"flip": None}).augmentation.flip == "none"
+    with caplog.at_level("WARNING"):
+        FineTuningParams(learning_rate=0.1)
+    assert "fine_tuning.learning_rate=0.1 is high" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "unfreeze, message",
+    [(40, "has only 19"), ("400 layers", "has only 153"), ("block_16_expnd", "Near matches: block_16_expand")],
+)
+def test_an_unfreeze_the_backbone_cannot_satisfy_is_refused(unfreeze, message):
     with pytest.raises(FineTuneError, match=message):
-        validate_parameters(params, backbone)
+        resolve_unfreeze(backbone_of(tiny_classifier()), "mobilenet_v2", FineTuningParams(unfreeze=unfreeze).unfreeze)
 
-
-def _dense_model(name: str, seed: int):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((4,))
-    return keras.Model(inputs, keras.layers.Dense(2, name="logits", bias_initializer="random_normal")(inputs), name=name)

@@ -1,4 +1,6 @@
-"""fine_tuning through Kedro on a slice of the real cats and dogs (../shared), after head_training."""
+"""fine_tuning as Kedro runs it: SequentialRunner over an in-memory catalog on tiny generated
+photos, and (slow) a KedroSession on a slice of the real cats and dogs (../shared) after
+head_training."""
 
 from __future__ import annotations
 
@@ -7,8 +9,62 @@ import shutil
 
 import numpy as np
 import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
 
-from transfer_lab.models.training import FineTuneError  # noqa: F401
+from transfer_lab.models.backbones import backbone_of
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.params.fine_tuning import FineTuningParams
+from transfer_lab.params.head_training import HeadTrainingParams
+from transfer_lab.params.runtime import RuntimeParams
+from transfer_lab.pipelines.fine_tuning import create_pipeline
+
+from .tiny import BACKBONE, tiny_inputs
+
+
+class Kept(MemoryDataset):
+    """A MemoryDataset the runner does not release once later nodes have read it."""
+
+    def _release(self) -> None:
+        pass
+
+
+def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
+    """From head_training's classifier to a fine-tuned one (a new model: the head's weights stay
+    as they were), its history and summary, and the head-only vs fine-tuned comparison."""
+    inputs = tiny_inputs(tmp_path / "photos", make_image)
+    head = inputs["head_classifier@keras"]
+    head_weights = [np.array(w) for w in head.weights]
+    params = FineTuningParams(unfreeze=1, epochs=2, batch_size=4, augmentation=None, cache_images=False,
+                              backup_dir=str(tmp_path / "backup"))
+    outputs = ["finetuned_classifier@keras", "finetune_history", "finetune_summary", "finetune_metrics",
+               "finetune_comparison", "finetune_comparison_table", "finetune_confusion_matrix", "finetune_curves",
+               "finetune_comparison_figure"]
+    catalog = DataCatalog({
+        **{name: MemoryDataset(value, copy_mode="assign") for name, value in inputs.items()},
+        "params:fine_tuning": MemoryDataset(params),
+        "params:backbone": MemoryDataset(BackboneParams.model_validate(BACKBONE)),
+        "params:head_training": MemoryDataset(HeadTrainingParams(refit_on_val=False)),
+        "params:runtime": MemoryDataset(RuntimeParams(strategy="none")),
+        **{name: Kept(copy_mode="assign") for name in outputs},
+    })
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    tuned = catalog.load("finetuned_classifier@keras")
+    assert tuned is not head
+    for w, before in zip(head.weights, head_weights):
+        np.testing.assert_array_equal(np.array(w), before)
+    changed = [not np.array_equal(np.array(a), np.array(b)) for a, b in zip(tuned.weights, head.weights)]
+    assert any(changed)
+    assert not backbone_of(tuned).trainable  # frozen again before it is saved
+    summary = catalog.load("finetune_summary")
+    assert summary["epochs_run"] == 2 and summary["first_unfrozen_layer"] == "Conv_1"
+    assert summary["n_train"] == 16 and summary["n_val"] == 8 and summary["augmentation"]["flip"] == "none"
+    comparison = catalog.load("finetune_comparison")
+    assert comparison["n_test"] == 4 and set(comparison["head_only"]) == {"accuracy", "top3_accuracy", "macro_f1"}
+    assert catalog.load("finetune_metrics")["accuracy"] == comparison["fine_tuned"]["accuracy"]
+    assert "| accuracy |" in catalog.load("finetune_comparison_table")
+    assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
 
 
 @pytest.mark.slow
@@ -27,8 +83,9 @@ def test_fine_tuning_on_real_photos(kedro_project, shared_dir, mobilenet_v2_no_t
     kedro_project.run(["data_ingestion", "feature_extraction", "head_training", "fine_tuning"], params)
 
     out = kedro_project.out
-    model_path, head_path = out("data/06_models/classifier.keras"), out("data/06_models/head_classifier.keras")
-    assert model_path.exists() and head_path.exists() and not head_path.exists()
+    model_path, head_path = out("data/06_models/finetuned_classifier.keras"), out("data/06_models/head_classifier.keras")
+    assert model_path.exists() and head_path.exists()
+    assert not out("data/06_models/classifier.keras").exists()
     head_metrics = json.loads(out("data/08_reporting/head_metrics.json").read_text())
     metrics = json.loads(out("data/08_reporting/finetune_metrics.json").read_text())
     comparison = json.loads(out("data/08_reporting/finetune_comparison.json").read_text())
@@ -54,9 +111,10 @@ def test_fine_tuning_on_real_photos(kedro_project, shared_dir, mobilenet_v2_no_t
     assert "| accuracy |" in out("data/08_reporting/finetune_comparison.md").read_text()
     assert not any(out("data/06_models/finetune_backup").glob("*/keras"))  # backup removed once done
 
-    # a second run starts from the head-only model again, not from the fine-tuned one
-    first_tuned = model_path.read_bytes()
+    # fine_tuning leaves head_training's file as it was; a second run starts from it again
+    head_bytes, first_tuned = head_path.read_bytes(), model_path.read_bytes()
     kedro_project.run("fine_tuning", {**params, "fine_tuning.epochs": 1})
+    assert head_path.read_bytes() == head_bytes
     again = json.loads(out("data/08_reporting/finetune_comparison.json").read_text())
     assert again["head_only"] == comparison["head_only"]
     assert model_path.read_bytes() != first_tuned and model_path.exists()

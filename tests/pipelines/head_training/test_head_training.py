@@ -1,25 +1,38 @@
-"""head_training: parameters, a seeded head on separable features, the classifier it assembles,
-and the pipeline + evaluation in-process on a tiny random-weight backbone."""
+"""head_training: its parameter model, a seeded head on separable features, the classifier it
+assembles, the pipeline with SequentialRunner over an in-memory catalog, and (slow) the pipeline
++ evaluation through a KedroSession on a tiny random-weight backbone."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from pydantic import ValidationError
 
-from transfer_lab.models.backbones import BackboneConfig, build_feature_extractor
+from transfer_lab.models.backbones import build_feature_extractor
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.params.head_training import HeadTrainingParams
+from transfer_lab.params.runtime import RuntimeParams
+from transfer_lab.pipelines.head_training import create_pipeline
 from transfer_lab.pipelines.head_training.nodes import (
     HeadTrainingError,
     assemble_classifier,
     evaluate_head,
     train_head,
-    validate_parameters,
 )
 
-BACKBONE = {"name": "mobilenet_v2", "weights": "none", "image_size": 32, "alpha": 0.35}
+BACKBONE_PARAMS = {"name": "mobilenet_v2", "weights": "none", "image_size": 32, "alpha": 0.35}
+BACKBONE = BackboneParams.model_validate(BACKBONE_PARAMS)
 CLASSES = ["ant", "bee", "cow", "dog"]
+ONE_DEVICE = RuntimeParams(strategy="none")
+CONF = Path(__file__).resolve().parents[3] / "conf" / "base"
 
 
 def blobs(n_per_class=(12, 4, 4), dim=1280, seed=0, flip=True):
@@ -36,31 +49,52 @@ def blobs(n_per_class=(12, 4, 4), dim=1280, seed=0, flip=True):
     return out
 
 
-def test_bad_parameters_name_the_parameter():
-    for bad, name in [({"dropout": 1.0}, "dropout"), ({"learning_rate": 0}, "learning_rate"),
-                      ({"epochs": 2.5}, "epochs"), ({"class_weight": "yes"}, "class_weight"),
-                      ({"batch_size": "big"}, "batch_size")]:
-        with pytest.raises(HeadTrainingError, match=f"head_training.{name}"):
-            validate_parameters(BACKBONE, bad)
-    with pytest.raises(HeadTrainingError, match="Unknown head_training parameter"):
-        validate_parameters(BACKBONE, {"dropuot": 0.1})
+def test_defaults_are_the_yaml_defaults():
+    conf = yaml.safe_load((CONF / "parameters_head_training.yml").read_text())["head_training"]
+    assert HeadTrainingParams.model_validate(conf) == HeadTrainingParams()
+    assert HeadTrainingParams().model_dump() == conf
+
+
+@pytest.mark.parametrize("bad, key, says", [
+    ({"dropout": 1.0}, "dropout", "less than 1"),
+    ({"learning_rate": 0}, "learning_rate", "greater than 0"),
+    ({"epochs": 2.5}, "epochs", "fractional part"),
+    ({"class_weight": "yes"}, "class_weight", "true or false"),
+    ({"batch_size": "big"}, "batch_size", "valid integer"),
+    ({"seed": True}, "seed", "not true or false"),
+])
+def test_a_wrong_value_is_refused_naming_the_key(bad, key, says):
+    with pytest.raises(ValidationError, match=f"head_training.{key}=.* is not valid: .*{says}.*--params"):
+        HeadTrainingParams(**bad)
+
+
+def test_an_unknown_key_is_refused_with_did_you_mean():
+    with pytest.raises(ValidationError, match="head_training.dropuot is not a parameter. Did you mean "
+                                              "head_training.dropout?"):
+        HeadTrainingParams.model_validate({"dropuot": 0.1})
+
+
+def test_command_line_values_are_taken_and_null_is_the_default():
+    p = HeadTrainingParams.model_validate({"epochs": "30", "learning_rate": "1e-3", "refit_on_val": "false",
+                                           "dropout": None})
+    assert (p.epochs, p.learning_rate, p.refit_on_val, p.dropout) == (30, 1e-3, False, 0.0)
 
 
 def test_head_learns_is_seeded_and_refits():
     feats = blobs()
-    config = validate_parameters(BACKBONE, {"epochs": 8, "patience": 3})
-    head, history = train_head(feats, config)
+    params = HeadTrainingParams(epochs=8, patience=3)
+    head, history = train_head(feats, params, ONE_DEVICE)
     metrics, cm_fig, curves = evaluate_head(head, feats, history)
     assert metrics["accuracy"] >= 0.9 and metrics["top3_accuracy"] == 1.0 and metrics["n_test"] == 16
     assert set(metrics["per_class"]) == set(CLASSES)
     assert np.asarray(metrics["confusion_matrix"]).sum() == 16
     assert "val_loss" in history and 1 <= len(history["loss"]) <= 8
-    head2, history2 = train_head(feats, config)
+    head2, history2 = train_head(feats, params, ONE_DEVICE)
     assert history2 == history
     for a, b in zip(head.get_weights(), head2.get_weights()):
         np.testing.assert_array_equal(a, b)
     # without the refit, a different head (trained on train only)
-    head3, _ = train_head(feats, {**config, "refit_on_val": False})
+    head3, _ = train_head(feats, HeadTrainingParams(epochs=8, patience=3, refit_on_val=False), ONE_DEVICE)
     assert not np.array_equal(head3.get_weights()[0], head.get_weights()[0])
 
 
@@ -68,13 +102,13 @@ def test_one_class_is_refused():
     feats = blobs()
     feats["class_names"] = np.asarray(["ant"])
     with pytest.raises(HeadTrainingError, match="two or more"):
-        train_head(feats, validate_parameters(BACKBONE, {"epochs": 1}))
+        train_head(feats, HeadTrainingParams(epochs=1), ONE_DEVICE)
 
 
 def test_classifier_is_backbone_plus_head():
-    cfg = BackboneConfig.from_params(BACKBONE)
+    cfg = BACKBONE
     feats = blobs(dim=1280)
-    head, _ = train_head(feats, validate_parameters(BACKBONE, {"epochs": 2, "refit_on_val": False}))
+    head, _ = train_head(feats, HeadTrainingParams(epochs=2, refit_on_val=False), ONE_DEVICE)
     classifier, names, config = assemble_classifier(head, BACKBONE, feats)
     assert names == CLASSES and config["image_size"] == 32 and config["class_species"]["dog"] == "dog"
     images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
@@ -82,20 +116,49 @@ def test_classifier_is_backbone_plus_head():
     expected = head.predict(extractor.predict(images, verbose=0), verbose=0)
     np.testing.assert_allclose(classifier.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-5)
     assert classifier.get_layer("logits") is not None
-    feats["backbone"] = np.asarray([json.dumps({**BACKBONE, "image_size": 64, "weights_id": "none"})])
+    feats["backbone"] = np.asarray([json.dumps({**BACKBONE_PARAMS, "image_size": 64, "weights_id": "none"})])
     with pytest.raises(HeadTrainingError, match="same backbone"):
         assemble_classifier(head, BACKBONE, feats)
 
 
+def test_pipeline_on_an_in_memory_catalog():
+    """The pipeline as Kedro runs it (SequentialRunner), on in-memory data: features in; head,
+    history, metrics, figures, classifier, class names and classifier config out."""
+    feats = blobs()
+    outputs = ["head", "head_history", "head_metrics", "head_confusion_matrix", "head_training_curves",
+               "head_classifier@keras", "class_names@json", "classifier_config"]
+    catalog = DataCatalog({
+        "features": MemoryDataset(feats),
+        "params:head_training": MemoryDataset(HeadTrainingParams(epochs=6, patience=3)),
+        "params:runtime": MemoryDataset(ONE_DEVICE),
+        "params:backbone": MemoryDataset(BACKBONE),
+        **{name: MemoryDataset(copy_mode="assign") for name in outputs},
+    })
+    SequentialRunner().run(create_pipeline(), catalog)
+    metrics = catalog.load("head_metrics")
+    assert metrics["accuracy"] >= 0.9 and metrics["n_test"] == 16 and metrics["epochs_run"] <= 6
+    assert catalog.load("class_names@json") == CLASSES
+    config = catalog.load("classifier_config")
+    assert config["image_size"] == 32 and config["backbone"]["name"] == "mobilenet_v2"
+    classifier = catalog.load("head_classifier@keras")
+    assert isinstance(classifier, keras.Model) and classifier.input_shape[1:] == (32, 32, 3)
+    assert int(classifier.output_shape[-1]) == len(CLASSES)
+    probs = np.asarray(classifier(np.zeros((2, 32, 32, 3), np.float32)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # (head and head_history are intermediate: the runner releases them once evaluate_head used them)
+
+
+@pytest.mark.slow
 def test_head_training_then_evaluation_pipelines(tmp_path, make_image, kedro_project):
     from ..feature_extraction.tiny import make_photos
 
     np.savez(kedro_project.out("data/04_feature/features.npz"), **blobs())
-    params = {f"backbone.{k}": v for k, v in BACKBONE.items()}
+    params = {f"backbone.{k}": v for k, v in BACKBONE_PARAMS.items()}
     kedro_project.run("head_training", {**params, "head_training.epochs": 6})
     metrics = json.loads(kedro_project.out("data/08_reporting/head_metrics.json").read_text())
     assert metrics["accuracy"] >= 0.9 and metrics["n_test"] == 16 and "top3_accuracy" in metrics
-    for f in ("06_models/classifier.keras", "06_models/head.keras", "08_reporting/head_confusion_matrix.png",
+    assert not kedro_project.out("data/06_models/finetuned_classifier.keras").exists()
+    for f in ("06_models/head_classifier.keras", "06_models/head.keras", "08_reporting/head_confusion_matrix.png",
               "08_reporting/head_training_curves.png"):
         assert kedro_project.out(f"data/{f}").stat().st_size > 1000, f
     assert json.loads(kedro_project.out("data/06_models/class_names.json").read_text()) == CLASSES
@@ -108,7 +171,8 @@ def test_head_training_then_evaluation_pipelines(tmp_path, make_image, kedro_pro
     (src / "cow").rename(src / "zebra")
     make_image(src / "loose.jpg")
     (src / "ant" / "broken.jpg").write_bytes(b"not an image")
-    kedro_project.run("evaluation", {"evaluation.source": str(src), "evaluation.layout": "folders"})
+    kedro_project.run("evaluation", {"evaluation.source": str(src), "evaluation.layout": "folders",
+                                     "evaluation.model": "head"})
     report = json.loads(kedro_project.out("data/08_reporting/evaluation.json").read_text())
     assert report["n"] == 3 and report["n_unknown_label"] == 3 and report["unknown_labels"] == {"zebra": 3}
     assert report["n_rejected"] == 1 and report["n_unlabelled"] == 1

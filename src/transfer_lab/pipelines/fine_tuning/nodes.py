@@ -4,7 +4,6 @@ learning-rate reduction, resumable after a crash; then compare with the head-onl
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -12,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transfer_lab.io import tracking
-from transfer_lab.models.backbones import BackboneConfig, build_backbone
 from transfer_lab.data.manifest import split_data
 from transfer_lab.data.tfdata import balanced_class_weights, eval_dataset, train_dataset
+from transfer_lab.io import tracking
+from transfer_lab.models.backbones import backbone_of
 from transfer_lab.models.predict import predict
 from transfer_lab.models.training import (
     FineTuneError,
@@ -27,7 +26,15 @@ from transfer_lab.models.training import (
     weights_fingerprint,
 )
 from transfer_lab.models.unfreeze import refreeze, resolve_unfreeze, unfreeze_top
-from transfer_lab.params.fine_tuning import FineTuneConfig
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.params.fine_tuning import FineTuningParams
+from transfer_lab.params.head_training import HeadTrainingParams
+from transfer_lab.params.runtime import RuntimeParams
+from transfer_lab.reports import plots
+from transfer_lab.reports.metrics import classification_report
+from transfer_lab.runtime.cluster import worker_path
+from transfer_lab.runtime.devices import set_seed
+from transfer_lab.runtime.strategy import setup_runtime
 
 log = logging.getLogger(__name__)
 
@@ -35,59 +42,39 @@ log = logging.getLogger(__name__)
 COMPARED = ("accuracy", "top3_accuracy", "macro_f1")
 
 
-def validate_parameters(
-    params: dict[str, Any], backbone: dict[str, Any], head_training: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Fail at once on bad ``fine_tuning.*`` parameters, including an ``unfreeze`` that the
-    backbone's architecture cannot satisfy (checked on a weightless copy of it)."""
-    cfg = FineTuneConfig.from_params(params)
-    if (head_training or {}).get("refit_on_val", False):
+def fine_tune(
+    head_classifier: Any,
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    classifier_config: dict[str, Any],
+    cfg: FineTuningParams,
+    backbone: BackboneParams,
+    head_training: HeadTrainingParams,
+    runtime: RuntimeParams,
+) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
+    """Fine-tune head_training's classifier (its file stays as it is: the catalog writes the result
+    as finetuned_classifier); returns the fine-tuned classifier (best validation epoch), its
+    per-epoch history and a training summary.
+
+    First, before any work: ``fine_tuning.unfreeze`` must fit the classifier's backbone (so many
+    blocks or layers, or a layer of that name)."""
+    backbone_name = str((classifier_config or {}).get("backbone", {}).get("name") or backbone.name)
+    if backbone_name != backbone.name:
+        log.warning("The classifier was built on %s but backbone.name is %s: unfreezing by %s's blocks.",
+                    backbone_name, backbone.name, backbone_name)
+    selection = resolve_unfreeze(backbone_of(head_classifier), backbone_name, cfg.unfreeze)
+    log.info("fine_tuning: unfreezing %s (BatchNorm stays frozen), learning rate %g.", selection["description"],
+             cfg.learning_rate)
+    if head_training.refit_on_val:
         log.info(
             "head_training.refit_on_val is true: the head-only classifier was refitted on train + val, so the "
             "validation photos that fine-tuning monitors (early stopping, learning-rate reduction, best epoch) "
             "are not unseen. For a clean validation signal run head_training with "
             "--params head_training.refit_on_val=false before fine_tuning."
         )
-    bcfg = BackboneConfig.from_params(backbone or {})
-    import keras
-
-    arch = build_backbone(dataclasses.replace(bcfg, weights=None))
-    selection = resolve_unfreeze(arch, bcfg.name, cfg.unfreeze)
-    del arch
-    keras.backend.clear_session()
-    log.info("fine_tuning: unfreezing %s (BatchNorm stays frozen), learning rate %g.", selection["description"],
-             cfg.learning_rate)
-    return {
-        "fine_tuning": cfg.to_dict(),
-        "backbone_name": bcfg.name,
-        "unfreeze_selection": selection["description"],
-        "head_refit_on_val": bool((head_training or {}).get("refit_on_val", False)),
-    }
-
-
-def fine_tune(
-    head_classifier: Any,
-    manifest: pd.DataFrame,
-    class_names: list[str],
-    classifier_config: dict[str, Any],
-    config: dict[str, Any],
-    runtime: dict[str, Any] | None = None,
-) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
-    """Fine-tune the head-only classifier; returns the fine-tuned classifier (best validation
-    epoch), its per-epoch history and a training summary."""
-    from transfer_lab.runtime.devices import set_seed
-
-    cfg = FineTuneConfig.from_dict(config["fine_tuning"])
-    backbone_name = str((classifier_config or {}).get("backbone", {}).get("name") or config["backbone_name"])
-    if backbone_name != config["backbone_name"]:
-        log.warning("The classifier was built on %s but backbone.name is %s: unfreezing by %s's blocks.",
-                    backbone_name, config["backbone_name"], backbone_name)
     set_seed(cfg.seed)
-    from transfer_lab.runtime.cluster import worker_path
-    from transfer_lab.runtime.strategy import setup_runtime
-
     rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)
-    model = rt.replicate(head_classifier)  # rebuilt inside the strategy's scope when distributed
+    model = rt.replicate(head_classifier, copy=True)  # a copy, in the strategy's scope when distributed
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
         raise FineTuneError(
@@ -110,7 +97,7 @@ def fine_tune(
 
     train_paths, train_y = data["train"]
     val_paths, val_y = data["val"]
-    key = backup_key(config, start_fp, size, list(class_names), train_paths, train_y.tolist(), val_paths, val_y.tolist())
+    key = backup_key(cfg.model_dump(mode="json"), backbone_name, head_training.refit_on_val, start_fp, size, list(class_names), train_paths, train_y.tolist(), val_paths, val_y.tolist())
     backup = str(worker_path(f"{cfg.backup_dir.rstrip('/')}/{key}", rt))  # non-chief workers: a private folder
     train_ds = rt.shard(train_dataset(train_paths, train_y, image_size=size, batch_size=batch, seed=cfg.seed,
                                       cache=cfg.cache_images))
@@ -138,7 +125,7 @@ def fine_tune(
         "trainable_params": selection["trainable_params"],
         "learning_rate": cfg.learning_rate,
         "final_learning_rate": float(history.get("learning_rate", [cfg.learning_rate])[-1]),
-        "augmentation": dataclasses.asdict(cfg.augmentation),
+        "augmentation": cfg.augmentation.model_dump(),
         "image_size": size,
         "n_train": len(train_paths),
         "n_val": len(val_paths),
@@ -164,17 +151,13 @@ def evaluate(
     finetuned_classifier: Any,
     manifest: pd.DataFrame,
     class_names: list[str],
-    config: dict[str, Any],
+    cfg: FineTuningParams,
     summary: dict[str, Any],
     history: dict[str, list[float]],
     head_metrics: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any], str, Any, Any, Any]:
     """Test metrics of the fine-tuned model (same report as head_training) and the head-only
     model on the same test photos, side by side: JSON, markdown table, figures."""
-    from transfer_lab.reports import plots
-    from transfer_lab.reports.metrics import classification_report
-
-    cfg = FineTuneConfig.from_dict(config["fine_tuning"])
     data = split_data(manifest, class_names)
     paths, y = data["test"]
     if not paths:

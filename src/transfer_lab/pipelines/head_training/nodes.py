@@ -2,77 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 from typing import Any
 
 import numpy as np
 
-from transfer_lab.models.backbones import BackboneConfig
+from transfer_lab.data.tfdata import array_dataset, balanced_class_weights
+from transfer_lab.io import tracking
+from transfer_lab.models.backbones import build_classifier, build_head
+from transfer_lab.models.predict import predict_array
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.params.head_training import HeadTrainingParams
+from transfer_lab.params.runtime import RuntimeParams
+from transfer_lab.reports import plots
+from transfer_lab.reports.metrics import classification_report
+from transfer_lab.runtime.devices import set_seed
+from transfer_lab.runtime.strategy import setup_runtime
 
 log = logging.getLogger(__name__)
 
 
 class HeadTrainingError(ValueError):
-    """Bad head_training parameters or input; the message says what to change."""
-
-
-_DEFAULTS: dict[str, Any] = {
-    "dropout": 0.0,
-    "l2": 1e-3,
-    "learning_rate": 1e-2,
-    "label_smoothing": 0.0,
-    "batch_size": 2048,
-    "epochs": 1000,
-    "patience": 50,
-    "class_weight": True,
-    "flip_augment": True,
-    "refit_on_val": True,
-    "seed": 42,
-}
-
-
-def validate_parameters(backbone: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Fail at once, naming the parameter, on bad ``head_training.*`` or ``backbone.*`` values."""
-    BackboneConfig.from_params(backbone or {})
-    params = dict(params or {})
-    unknown = set(params) - set(_DEFAULTS)
-    if unknown:
-        raise HeadTrainingError(
-            f"Unknown head_training parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(_DEFAULTS)}."
-        )
-    cfg = {**_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-
-    def number(key: str, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False, hi_open: bool = False):
-        value = cfg[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-        if ok and integer:
-            ok = float(value).is_integer()
-        if ok:
-            v = float(value)
-            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            lo_s = f"> {lo}" if lo_open else f">= {lo}"
-            hi_s = f"< {hi}" if hi_open else f"<= {hi}"
-            kind = "a whole number" if integer else "a number"
-            raise HeadTrainingError(f"head_training.{key} must be {kind} {lo_s} and {hi_s}, got {value!r}.")
-        return int(value) if integer else float(value)
-
-    out = {
-        "dropout": number("dropout", 0.0, 1.0, hi_open=True),
-        "l2": number("l2", 0.0, 1.0),
-        "learning_rate": number("learning_rate", 0.0, 10.0, lo_open=True),
-        "label_smoothing": number("label_smoothing", 0.0, 1.0, hi_open=True),
-        "batch_size": number("batch_size", 1, 1 << 20, integer=True),
-        "epochs": number("epochs", 1, 100000, integer=True),
-        "patience": number("patience", 0, 100000, integer=True),
-        "seed": number("seed", 0, 2**32 - 1, integer=True),
-    }
-    for key in ("class_weight", "flip_augment", "refit_on_val"):
-        out[key] = cfg[key]
-        if not isinstance(out[key], bool):
-            raise HeadTrainingError(f"head_training.{key} must be true or false, got {out[key]!r}.")
-    return out
+    """head_training cannot use its input (features, backbone); the message says what to run or change."""
 
 
 def _check_features(features: dict[str, np.ndarray]) -> None:
@@ -110,7 +62,7 @@ class _EpochBar:
 
 
 def train_head(
-    features: dict[str, np.ndarray], config: dict[str, Any], runtime: dict[str, Any] | None = None
+    features: dict[str, np.ndarray], params: HeadTrainingParams, runtime: RuntimeParams
 ) -> tuple[Any, dict[str, list[float]]]:
     """Dropout + dense logits + softmax on the pooled features, Adam, early stopping on the
     validation loss (best weights restored). Seeded: the same inputs give the same head.
@@ -122,11 +74,6 @@ def train_head(
     """
     import keras
 
-    from transfer_lab.io import tracking
-    from transfer_lab.models.backbones import build_head
-    from transfer_lab.runtime.strategy import setup_runtime
-    from transfer_lab.runtime.devices import set_seed
-
     _check_features(features)
     n_classes = len(features["class_names"])
     if n_classes < 2:
@@ -134,8 +81,8 @@ def train_head(
             f"Only one class ({features['class_names'][0]}) in the features: a classifier needs two or more. "
             "Check data.source and data.labels, then re-run data_ingestion and feature_extraction."
         )
-    use_flip = config["flip_augment"] and "train_features_flip" in features
-    if config["flip_augment"] and not use_flip:
+    use_flip = params.flip_augment and "train_features_flip" in features
+    if params.flip_augment and not use_flip:
         log.info("No mirror-image features in features.npz (feature_extraction.flip_augment=false): training on "
                  "the photos only.")
 
@@ -152,25 +99,23 @@ def train_head(
     rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)
 
     def fit(x: np.ndarray, y: np.ndarray, epochs: int, val: tuple[np.ndarray, np.ndarray] | None):
-        set_seed(config["seed"])
+        set_seed(params.seed)
         with rt.scope():
-            head = build_head(x.shape[1], n_classes, config["dropout"], config["l2"])
+            head = build_head(x.shape[1], n_classes, params.dropout, params.l2)
             head.compile(
-                optimizer=keras.optimizers.Adam(config["learning_rate"]),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config["label_smoothing"]),
+                optimizer=keras.optimizers.Adam(params.learning_rate),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
                 metrics=["accuracy"],
                 jit_compile=rt.jit_compile,
             )
         callbacks = [_EpochBar(epochs)]
         if val is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=config["patience"], restore_best_weights=True))
-        from transfer_lab.data.tfdata import array_dataset, balanced_class_weights
-
-        class_weight = balanced_class_weights(y, n_classes) if config["class_weight"] else None
-        batch = rt.global_batch(config["batch_size"])  # per replica
+                monitor="val_loss", patience=params.patience, restore_best_weights=True))
+        class_weight = balanced_class_weights(y, n_classes) if params.class_weight else None
+        batch = rt.global_batch(params.batch_size)  # per replica
         train, steps = array_dataset(x, keras.utils.to_categorical(y, n_classes), batch_size=batch, shuffle=True,
-                                     seed=config["seed"])
+                                     seed=params.seed)
         if val is not None:
             val = rt.shard(array_dataset(val[0], keras.utils.to_categorical(val[1], n_classes), batch_size=batch)[0])
         history = head.fit(rt.shard(train), validation_data=val, epochs=epochs, steps_per_epoch=steps,
@@ -180,15 +125,15 @@ def train_head(
     x_train, y_train = samples(("train",))
     has_val = len(features["val_labels"]) > 0
     if not has_val:
-        log.warning("No validation features: training all %d epochs without early stopping.", config["epochs"])
+        log.warning("No validation features: training all %d epochs without early stopping.", params.epochs)
     val = (features["val_features"].astype(np.float32), features["val_labels"].astype(np.int64)) if has_val else None
-    head, hist = fit(x_train, y_train, config["epochs"], val)
+    head, hist = fit(x_train, y_train, params.epochs, val)
     best = int(np.argmin(hist["val_loss"])) + 1 if has_val else len(hist["loss"])
     log.info("Head trained for %d epochs on %d samples (best epoch %d, val accuracy %.4f).", len(hist["loss"]),
              len(x_train), best, hist["val_accuracy"][best - 1] if has_val else float("nan"))
     tracking.log_history(hist, prefix="head.")
     tracking.log_metrics({"head.epochs_run": len(hist["loss"]), "head.best_epoch": best})
-    if config["refit_on_val"] and has_val:
+    if params.refit_on_val and has_val:
         x_all, y_all = samples(("train", "val"))
         log.info("Refitting a fresh head on train + val (%d samples) for %d epochs.", len(x_all), best)
         head, _ = fit(x_all, y_all, best, None)
@@ -199,20 +144,17 @@ def evaluate_head(
     head: Any, features: dict[str, np.ndarray], history: dict[str, list[float]]
 ) -> tuple[dict[str, Any], Any, Any]:
     """Test-split metrics (accuracy, top-3, per-class P/R/F1, confusion matrix) and the figures."""
-    from transfer_lab.reports import plots
-    from transfer_lab.reports.metrics import classification_report
-
     _check_features(features)
     class_names = [str(c) for c in features["class_names"]]
     x_test = features["test_features"].astype(np.float32)
     if len(x_test) == 0:
         raise HeadTrainingError("No test features: set data.split.test above 0 and re-run data_ingestion.")
-    probs = np.asarray(head.predict(x_test, batch_size=256, verbose=0))
+    probs = predict_array(head, x_test)
     report = classification_report(features["test_labels"], probs, class_names)
     out = {"accuracy": report["accuracy"], "top3_accuracy": report["top3_accuracy"], "n_test": report["n"]}
     if len(features["val_labels"]):
-        val = classification_report(features["val_labels"], np.asarray(head.predict(
-            features["val_features"].astype(np.float32), batch_size=256, verbose=0)), class_names)
+        val = classification_report(features["val_labels"], predict_array(head, features["val_features"]),
+                                    class_names)
         out["val_accuracy"] = val["accuracy"]
     out.update({k: v for k, v in report.items() if k not in ("accuracy", "top3_accuracy", "n")})
     out["epochs_run"] = len(history.get("loss", []))
@@ -223,16 +165,19 @@ def evaluate_head(
     return out, cm_fig, curves
 
 
-def _check_same_backbone(cfg: BackboneConfig, features: dict[str, np.ndarray]) -> None:
-    """The classifier's backbone must be the one the features came from."""
-    import json
+def _weights_text(weights: Any) -> str:
+    """``backbone.weights`` as written in the configs: ``none`` for random weights."""
+    return "none" if weights is None or str(weights).strip().lower() in ("", "none", "null", "random") else str(weights)
 
+
+def _check_same_backbone(cfg: BackboneParams, features: dict[str, np.ndarray]) -> None:
+    """The classifier's backbone must be the one the features came from."""
     if "backbone" not in features:
         return
     stored = json.loads(str(np.asarray(features["backbone"]).reshape(-1)[0]))
     now = {"name": cfg.name, "image_size": cfg.size, "alpha": cfg.alpha}
     then = {k: stored.get(k) for k in now}
-    same_weights = str(stored.get("weights")) == str(cfg.weights)
+    same_weights = _weights_text(stored.get("weights")) == _weights_text(cfg.weights)
     if then != now or not same_weights:
         raise HeadTrainingError(
             f"The cached features were made with backbone {then} and weights {stored.get('weights')}, but the "
@@ -242,13 +187,11 @@ def _check_same_backbone(cfg: BackboneConfig, features: dict[str, np.ndarray]) -
 
 
 def assemble_classifier(
-    head: Any, backbone: dict[str, Any], features: dict[str, np.ndarray]
+    head: Any, backbone: BackboneParams, features: dict[str, np.ndarray]
 ) -> tuple[Any, list[str], dict[str, Any]]:
     """Backbone + head as one model (0-255 RGB in, probabilities out), class names, and the
     configuration later pipelines need (input size, backbone, class names, species of each class)."""
-    from transfer_lab.models.backbones import build_classifier
-
-    cfg = BackboneConfig.from_params(backbone)
+    cfg = backbone
     n_features = int(features["train_features"].shape[1])
     if int(head.input_shape[-1]) != n_features:
         raise HeadTrainingError(f"head takes {head.input_shape[-1]} features but the cached ones have {n_features}.")
@@ -263,7 +206,7 @@ def assemble_classifier(
     class_names = [str(c) for c in features["class_names"]]
     species = [str(s) for s in features["class_species"]] if "class_species" in features else [""] * len(class_names)
     config = {
-        "backbone": {"name": cfg.name, "weights": str(cfg.weights), "image_size": cfg.size, "alpha": cfg.alpha},
+        "backbone": {"name": cfg.name, "weights": _weights_text(cfg.weights), "image_size": cfg.size, "alpha": cfg.alpha},
         "image_size": cfg.size,
         "class_names": class_names,
         "class_species": dict(zip(class_names, species)),

@@ -1,14 +1,12 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import assemble_classifier, evaluate_head, train_head, validate_parameters
+from .nodes import assemble_classifier, evaluate_head, train_head
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            node(validate_parameters, ["params:backbone", "params:head_training"], "head_training_config",
-                 name="validate_parameters"),
-            node(train_head, ["features", "head_training_config", "params:runtime"], ["head", "head_history"],
+            node(train_head, ["features", "params:head_training", "params:runtime"], ["head", "head_history"],
                  name="train_head"),
             node(evaluate_head, ["head", "features", "head_history"],
                  ["head_metrics", "head_confusion_matrix", "head_training_curves"], name="evaluate_head"),
