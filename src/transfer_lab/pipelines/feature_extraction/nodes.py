@@ -120,7 +120,7 @@ def write_cached(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def extract_features(
     manifest: pd.DataFrame, backbone: BackboneParams, feature_extraction: FeatureExtractionParams,
-    runtime: RuntimeParams | None = None,
+    runtime: RuntimeParams = RuntimeParams(),
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Pooled features + labels for every split (``{split}_features``, ``{split}_labels``,
     ``{split}_paths``), ``class_names``, ``class_species`` and the ``cache_key``; and a report
