@@ -25,7 +25,9 @@ def test_cats_vs_dogs_slice_end_to_end(tmp_path, shared_dir, mobilenet_v2_no_top
     metrics = json.loads(kedro_project.out("data/08_reporting/head_metrics.json").read_text())
     assert metrics["n_test"] == 12 and metrics["accuracy"] >= 0.75  # chance is 0.5
 
-    kedro_project.run("evaluation", {**params, "evaluation.source": str(new_src.parent)})
+    # head_training alone: evaluation uses its classifier (the default, finetuned, is not there yet)
+    assert not kedro_project.out("data/06_models/finetuned_classifier.keras").exists()
+    kedro_project.run("evaluation", {**params, "evaluation.source": str(new_src.parent), "evaluation.model": "head"})
     report = json.loads(kedro_project.out("data/08_reporting/evaluation.json").read_text())
     assert report["layout"] == "pet_images" and report["n"] == 30
     assert report["accuracy"] >= 0.85, report["accuracy"]
