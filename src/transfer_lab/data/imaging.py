@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from transfer_lab.io.files import atomic_path
+
 # Never paper over a truncated file: it is rejected instead.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -221,8 +223,6 @@ def load_rgb(
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Write a (H, W, 3) array in 0-255 as a lossless PNG, rounding to whole pixel values."""
-    from transfer_lab.io.files import atomic_path
-
     arr = np.clip(np.rint(np.asarray(array, dtype=np.float64)), 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:
         Image.fromarray(arr, "RGB").save(tmp, format="PNG")

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from transfer_lab.data.imaging import load_rgb
+from transfer_lab.runtime.quiet import quiet_tensorflow
 
 
 def image_dataset(
@@ -38,8 +39,6 @@ def image_dataset(
     double from 10 ms: a 5 s pass over 200 photos took 10.3 s about one time in three.
     """
     import tensorflow as tf
-
-    from transfer_lab.runtime.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     size = int(image_size)

@@ -1,7 +1,9 @@
-"""The one backbone registry, and the model contract of the whole project.
+"""The backbone builders, and the model contract of the whole project.
 
 The ``backbone`` parameters are :class:`transfer_lab.params.backbone.BackboneParams`; the builders
-here take one (``name``, ``weights``, ``size``, ``alpha``, ``spec``).
+here take one (``cfg``: ``name``, ``weights``, ``size``, ``alpha``, ``spec``). The registry of
+networks is :mod:`transfer_lab.models.backbone_registry` (its names are re-exported here); this
+module imports no parameters model, so nothing imports in a circle.
 
 Every model built here takes **RGB pixels in 0-255** (float32, shape (None, H, W, 3)); the
 backbone's own preprocessing is a layer inside the model. Classifiers end with two named layers,
@@ -17,107 +19,26 @@ anywhere (``keras.saving.load_model``, ``mlflow.pyfunc.load_model``) without cus
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-if TYPE_CHECKING:  # the parameters model imports this registry, not the other way round
-    from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.models.backbone_registry import (  # noqa: F401  (re-exported: the registry's public names)
+    BACKBONES,
+    BackboneError,
+    BackboneSpec,
+    get_spec,
+)
 
 # Preprocessing styles of keras.applications:
 #   "tf":    x / 127.5 - 1                                  (MobileNet v1/v2, ResNetV2)
 #   "caffe": RGB -> BGR, minus the ImageNet BGR mean       (VGG, ResNet50)
 #   "none":  the model rescales by itself                  (EfficientNet, MobileNetV3)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    constructor: str  # attribute of keras.applications
-    preprocessing: str  # tf | caffe | none
-    default_size: int
-    block_pattern: str  # regex whose group(1) names a layer's block, for fine-tuning
-    has_alpha: bool = False
-    weights_file: Callable[[float, int, bool], str] = field(default=lambda a, s, top: "", repr=False)
-
-    def keras_constructor(self) -> Callable[..., Any]:
-        import keras
-
-        return getattr(keras.applications, self.constructor)
-
-
-def _alpha_text(alpha: float) -> str:
-    return {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(float(alpha), str(alpha))
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec(
-            "vgg16", "VGG16", "caffe", 224, r"^(block\d+)_",
-            weights_file=lambda a, s, top: "vgg16_weights_tf_dim_ordering_tf_kernels" + ("" if top else "_notop") + ".h5",
-        ),
-        BackboneSpec(
-            "vgg19", "VGG19", "caffe", 224, r"^(block\d+)_",
-            weights_file=lambda a, s, top: "vgg19_weights_tf_dim_ordering_tf_kernels" + ("" if top else "_notop") + ".h5",
-        ),
-        BackboneSpec(
-            "resnet50", "ResNet50", "caffe", 224, r"^(conv\d_block\d+|conv1|pool1)_",
-            weights_file=lambda a, s, top: "resnet50_weights_tf_dim_ordering_tf_kernels" + ("" if top else "_notop") + ".h5",
-        ),
-        BackboneSpec(
-            "resnet50_v2", "ResNet50V2", "tf", 224, r"^(conv\d_block\d+|conv1|pool1|post)_",
-            weights_file=lambda a, s, top: "resnet50v2_weights_tf_dim_ordering_tf_kernels" + ("" if top else "_notop") + ".h5",
-        ),
-        BackboneSpec(
-            "mobilenet", "MobileNet", "tf", 224, r"^(conv1|conv_(?:dw|pw)_\d+|conv_pad_\d+)",
-            has_alpha=True,
-            weights_file=lambda a, s, top: f"mobilenet_{_alpha_text(a)}_{s}_tf" + ("" if top else "_no_top") + ".h5",
-        ),
-        BackboneSpec(
-            "mobilenet_v2", "MobileNetV2", "tf", 224, r"^(block_\d+|Conv1|expanded_conv|Conv_1)",
-            has_alpha=True,
-            weights_file=lambda a, s, top: f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(a)}_{s}"
-            + ("" if top else "_no_top") + ".h5",
-        ),
-        BackboneSpec(
-            "mobilenet_v3_small", "MobileNetV3Small", "none", 224, r"^(expanded_conv(?:_\d+)?|conv(?:_1)?)[_/]?",
-            has_alpha=True,
-            weights_file=lambda a, s, top: f"weights_mobilenet_v3_small_224_{float(a)}_float"
-            + ("" if top else "_no_top") + "_v2.h5",
-        ),
-        BackboneSpec(
-            "mobilenet_v3_large", "MobileNetV3Large", "none", 224, r"^(expanded_conv(?:_\d+)?|conv(?:_1)?)[_/]?",
-            has_alpha=True,
-            weights_file=lambda a, s, top: f"weights_mobilenet_v3_large_224_{float(a)}_float"
-            + ("" if top else "_no_top") + "_v2.h5",
-        ),
-        BackboneSpec(
-            "efficientnet_b0", "EfficientNetB0", "none", 224, r"^(stem|block\d[a-z]|top)_",
-            weights_file=lambda a, s, top: "efficientnetb0" + ("" if top else "_notop") + ".h5",
-        ),
-    )
-}
-
-
-class BackboneError(ValueError):
-    """A backbone that cannot be built as asked; the message says what to change."""
-
-
-def get_spec(name: str) -> BackboneSpec:
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in BACKBONES:
-        near = difflib.get_close_matches(key, BACKBONES, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(near)}?" if near else ""
-        raise BackboneError(
-            f"Unknown backbone.name '{name}'.{hint} Known backbones: {', '.join(BACKBONES)}. "
-            f"Set it with --params backbone.name=<one of these>."
-        )
-    return BACKBONES[key]
 
 
 def resolve_weights(weights: Any) -> str | None:
@@ -139,8 +60,6 @@ def resolve_weights(weights: Any) -> str | None:
 
 
 def _keras_cache_dir() -> Path:
-    import os
-
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
@@ -202,7 +121,7 @@ def preprocessing_layer(preprocessing: str, name: str = "preprocess") -> Any:
     raise BackboneError(f"unknown preprocessing style {preprocessing!r}")
 
 
-def build_backbone(cfg: BackboneParams) -> Any:
+def build_backbone(cfg: Any) -> Any:
     """The bare keras.applications backbone (no top), named ``backbone``; expects preprocessed input."""
     spec = cfg.spec
     model = _call_constructor(spec, cfg.weights, include_top=False, size=cfg.size, alpha=cfg.alpha, param="backbone.weights")
@@ -210,7 +129,7 @@ def build_backbone(cfg: BackboneParams) -> Any:
     return model
 
 
-def build_feature_extractor(cfg: BackboneParams, backbone: Any | None = None) -> Any:
+def build_feature_extractor(cfg: Any, backbone: Any | None = None) -> Any:
     """0-255 RGB in, globally average-pooled backbone features out."""
     import keras
 
@@ -234,7 +153,7 @@ def build_head(n_features: int, n_classes: int, dropout: float = 0.2, l2: float 
     return keras.Model(inputs, probs, name="head")
 
 
-def build_classifier(cfg: BackboneParams, head: Any, backbone: Any | None = None) -> Any:
+def build_classifier(cfg: Any, head: Any, backbone: Any | None = None) -> Any:
     """Backbone + trained head as one model: 0-255 RGB in, class probabilities out.
 
     The head's layers are inlined (not nested), so ``logits`` is reachable by name.
@@ -346,8 +265,6 @@ def imagenet_class_names(labels: str | None = None) -> list[str]:
     ``labels``: a text file (one name a line) or Keras's ``imagenet_class_index.json``; without
     it, Keras downloads its index file (online only).
     """
-    import json
-
     if labels:
         path = Path(labels).expanduser()
         if not path.is_file():

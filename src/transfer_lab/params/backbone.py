@@ -3,7 +3,7 @@ model of the project is built on, shared by all pipelines.
 
 ``BackboneParams`` has the attributes the old ``BackboneConfig`` had: ``name``, ``weights``,
 ``image_size``, ``alpha``, ``classifier_weights``, ``imagenet_labels``, and the properties
-``spec`` (its :class:`~transfer_lab.models.backbones.BackboneSpec`) and ``size`` (= ``image_size``).
+``spec`` (its :class:`~transfer_lab.models.backbone_registry.BackboneSpec`) and ``size`` (= ``image_size``).
 The builders of :mod:`transfer_lab.models.backbones` take it.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from transfer_lab.models.backbones import BACKBONES, BackboneSpec
+from transfer_lab.models.backbone_registry import BACKBONES, BackboneSpec
 from transfer_lab.params.base import section
 from transfer_lab.params.fields import KeyedParams, param
 

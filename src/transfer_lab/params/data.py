@@ -7,6 +7,7 @@ everything else is checked here, before any node runs.
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator, model_validator
@@ -138,6 +139,4 @@ class DataParams(KeyedParams):
     @property
     def thread_count(self) -> int:
         """``workers``, or one per CPU core when it is null."""
-        import os
-
         return max(1, int(self.workers or os.cpu_count() or 1))

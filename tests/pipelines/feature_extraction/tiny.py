@@ -1,4 +1,4 @@
-"""A tiny generated photo set and manifest (same columns as data_ingestion's), for unit tests."""
+"""A tiny generated photo set and manifest (the columns data_ingestion writes), for unit tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+
+from transfer_lab.data.manifest import MANIFEST_COLUMNS
 
 COLORS = {"ant": (200, 40, 40), "bee": (40, 40, 200), "cow": (40, 200, 40)}
 
@@ -44,4 +46,4 @@ def manifest_for(photos: dict[str, list[Path]], duplicate: bool = True) -> pd.Da
         first["path"] = first["path"].replace(".jpg", "_copy.jpg")
         Path(first["path"]).write_bytes(Path(rows[0]["path"]).read_bytes())
         rows.append(first)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from transfer_lab.data import imaging, layouts, sources
 from transfer_lab.data.manifest import MANIFEST_COLUMNS, SPLITS, ManifestError, without_duplicates
@@ -44,8 +45,6 @@ def _check(path: str, min_side: int, max_pixels: int) -> imaging.ImageInfo | ima
 
 def check_images(folder: str, refused: pd.DataFrame, data: DataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decode every file with the project's decoder; accepted images with hashes, rejected with reasons."""
-    from tqdm.auto import tqdm
-
     files, unlabelled, layout = layouts.scan(folder, data.layout, data.labels)
     log.info("Reading %s as layout '%s': %d files", folder, layout, len(files))
     if files.empty:
