@@ -66,6 +66,12 @@ def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
     assert summary["split_counts"] == {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")}
 
 
+def test_kedro_run_refuses_a_wrong_value_before_any_node(tmp_path, kedro_project, caplog):
+    with pytest.raises(Exception, match=r"data.layout=coco is not valid: .*'folders'"):
+        kedro_project.run("data_ingestion", {"data.source": str(tmp_path), "data.layout": "coco"})
+    assert "Running node" not in caplog.text and not kedro_project.out("data/03_primary/manifest.csv").exists()
+
+
 def test_folder_with_broken_files(tmp_path, make_image, kedro_project):
     src = tmp_path / "photos"
     good = _make_seeded_folder(src, make_image)
