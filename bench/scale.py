@@ -55,10 +55,11 @@ def photos(root: Path, n: int) -> tuple[list[str], list[int]]:
 def run_config(args: argparse.Namespace, runtime: dict) -> dict:
     import numpy as np
 
+    from transfer_lab.params.runtime import RuntimeParams
     from transfer_lab.runtime import strategy as distribute
     from transfer_lab.runtime.devices import set_seed
 
-    rt = distribute.setup_runtime(runtime)  # first: logical devices and strategies need a fresh TF
+    rt = distribute.setup_runtime(RuntimeParams.model_validate(runtime))  # first: logical devices and strategies need a fresh TF
     set_seed(0)
     from transfer_lab.models.backbones import build_classifier, build_feature_extractor, build_head
     from transfer_lab.params.backbone import BackboneParams
@@ -99,7 +100,6 @@ def run_config(args: argparse.Namespace, runtime: dict) -> dict:
     epoch_s = time.perf_counter() - t0
     return {
         **rt.describe(),
-        "label": runtime.get("label"),
         "n_images": len(paths),
         "image_size": cfg.size,
         "global_batch": batch,

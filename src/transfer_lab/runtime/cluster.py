@@ -17,7 +17,9 @@ from typing import Any, Mapping
 
 
 class DistributeError(ValueError):
-    """Bad ``runtime.*`` parameters or cluster set-up; the message says what to change."""
+    """The cluster set-up (``TF_CONFIG``) or the strategy cannot be used; the message says what to
+    change. (The ``runtime.*`` parameters themselves are checked by
+    :class:`transfer_lab.params.runtime.RuntimeParams`.)"""
 
 
 # --------------------------------------------------------------------------------------------
