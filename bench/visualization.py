@@ -43,6 +43,7 @@ def main() -> int:
 
     from transfer_lab.models import ideal
     from transfer_lab.models.backbones import build_imagenet_classifier, imagenet_class_names, logits_model, resolve_class
+    from transfer_lab.params.visualization import VisualizationParams
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "conf/base/parameters_visualization.yml").read_text())["visualization"]
@@ -50,7 +51,7 @@ def main() -> int:
         params["steps"] = args.steps
     if args.tv is not None:
         params["regularizers"] = {**(params.get("regularizers") or {}), "total_variation": args.tv}
-    ours = ideal.IdealConfig.from_params(params)
+    ours = VisualizationParams.model_validate(params).ideal_config()
     plain = ideal.IdealConfig(steps=ours.steps, learning_rate=args.baseline_lr, seed=ours.seed, parameterization="pixel",
                               decorrelate_colour=False, regularizers={}, jitter=0, scale=(1.0, 1.0), rotate=0.0)
     runs = [("baseline", plain), ("ours-noTV", ours.without_smoothness()), ("ours", ours)]

@@ -11,7 +11,7 @@ those rounded pixels inside the loop, so an image reported as successful is one 
 lossless PNG and decoded again, still fools the model.
 
 Targets and true classes are *sets* of class indices: "cat" on an ImageNet model is any of the
-five domestic-cat classes 281-285 (see :data:`IMAGENET_GROUPS`). Targeted success means the top
+five domestic-cat classes 281-285 (see :mod:`transfer_lab.data.classes`). Targeted success means the top
 class is in the target set; untargeted success means the top class has left the true set. The loss
 is the cross-entropy of the set, ``log sum_{c in S} p_c``, ascended (targeted) or descended
 (untargeted) with signed gradient steps, as in FGSM (Goodfellow et al. 2015) and PGD (Madry et al.
@@ -27,24 +27,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 METHODS = ("fgsm", "pgd", "bim")
-
-# Groups of ImageNet classes a person means by one word. Indices follow Keras's class index
-# (../shared/weights/imagenet_labels.txt): 281 tabby, 282 tiger_cat, 283 Persian_cat,
-# 284 Siamese_cat, 285 Egyptian_cat; big cats (286 cougar .. 293 cheetah) are *not* cats here.
-# Dogs are the 118 dog breeds 151 (Chihuahua) .. 268 (Mexican_hairless); wolves, foxes and
-# other canids (269+) are not.
-IMAGENET_GROUPS: dict[str, tuple[int, ...]] = {
-    "cat": tuple(range(281, 286)),
-    "dog": tuple(range(151, 269)),
-}
-_GROUP_ALIASES = {"cats": "cat", "domestic_cat": "cat", "dogs": "dog"}
 
 MAX_EPSILON = 255.0
 WARN_EPSILON = 64.0
@@ -89,7 +78,8 @@ def check_epsilon(value: Any, param: str, *, allow_below_one: bool = False, quan
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """One attack. ``epsilon`` and ``step_size`` are in 0-255 pixel units.
+    """One attack (from the ``adversarial`` parameters: ``AdversarialParams.attack_config()``).
+    ``epsilon`` and ``step_size`` are in 0-255 pixel units.
 
     - ``method``: ``fgsm`` (one step of size ``epsilon``), ``pgd`` (``steps`` signed steps of
       ``step_size``, projected on the L-inf ball; ``bim`` is the same without random start).
@@ -111,17 +101,6 @@ class AttackConfig:
     quantize: bool = True
     batch_size: int = 16
     seed: int = 0
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], prefix: str = "adversarial") -> "AttackConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(params) - known
-        if unknown:
-            raise AttackError(f"Unknown attack parameter(s) {', '.join(f'{prefix}.{k}' for k in sorted(unknown))}. Known: {', '.join(sorted(known))}.")
-        kwargs = {k: params[k] for k in known if k in params and params[k] is not None}
-        if "step_size" in params:
-            kwargs["step_size"] = params["step_size"]
-        return cls(**kwargs).validated(prefix)
 
     def validated(self, prefix: str = "adversarial") -> "AttackConfig":
         method = str(self.method).strip().lower()
@@ -181,58 +160,7 @@ class AttackConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Class sets
-
-
-def class_set(
-    name_or_index: Any,
-    class_names: Sequence[str],
-    param: str,
-    *,
-    groups: Mapping[str, Sequence[int]] | None = None,
-) -> tuple[int, ...]:
-    """Class indices meant by a name: a group (``cat`` on ImageNet = 281-285), a class name or
-    index (via :func:`transfer_lab.models.backbones.resolve_class`, whose error lists near matches), or a
-    list of those."""
-    from transfer_lab.models.backbones import resolve_class
-
-    if isinstance(name_or_index, (list, tuple)):
-        out: list[int] = []
-        for item in name_or_index:
-            out.extend(i for i in class_set(item, class_names, param, groups=groups) if i not in out)
-        if not out:
-            raise AttackError(f"{param} is an empty list: name at least one class.")
-        return tuple(out)
-    if groups is None and len(class_names) == 1000:
-        groups = IMAGENET_GROUPS
-    key = str(name_or_index).strip().lower().replace(" ", "_").replace("-", "_")
-    key = _GROUP_ALIASES.get(key, key)
-    lookup = {c.lower().replace(" ", "_"): i for i, c in enumerate(class_names)}
-    if key in lookup:
-        return (lookup[key],)
-    if groups and key in groups:
-        return tuple(int(i) for i in groups[key])
-    return (resolve_class(name_or_index, list(class_names), param),)
-
-
-def species_of(manifest: Any) -> dict[str, str]:
-    """``{class label: species}`` from a manifest with ``label`` and ``species`` columns (empty
-    when it has none)."""
-    if manifest is None or "species" not in getattr(manifest, "columns", ()) or "label" not in manifest.columns:
-        return {}
-    pairs = manifest[["label", "species"]].dropna().drop_duplicates()
-    return {str(label): str(species).lower() for label, species in pairs.itertuples(index=False) if str(species)}
-
-
-def species_groups(species: Mapping[str, str], class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """On a breed classifier, ``cat`` / ``dog`` mean every breed of that species: ``{species:
-    class indices}`` for the classes of ``class_names`` that ``species`` (see :func:`species_of`) names."""
-    index = {str(c): i for i, c in enumerate(class_names)}
-    groups: dict[str, set[int]] = {}
-    for label, sp in species.items():
-        if label in index and sp:
-            groups.setdefault(sp, set()).add(index[label])
-    return {k: tuple(sorted(v)) for k, v in groups.items()}
+# Success on class sets (the sets themselves: transfer_lab.data.classes.class_set)
 
 
 def set_mask(sets: Sequence[Sequence[int]], n_classes: int) -> np.ndarray:
@@ -307,10 +235,6 @@ class PixelAttack:
             tf.TensorSpec((2,), tf.int32),  # seed
         ]
         self._batch = tf.function(self._attack_batch, input_signature=spec, jit_compile=jit_compile)
-        self._predict = tf.function(
-            lambda x: self.logits_model(x, training=False),
-            input_signature=[tf.TensorSpec((None, h, w, c), tf.float32)],
-        )
 
     # -- compiled parts ----------------------------------------------------------------------
 
@@ -393,11 +317,10 @@ class PixelAttack:
     # -- public ------------------------------------------------------------------------------
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if len(images) == 0:
-            return np.zeros((0, self.n_classes), np.float32)
-        out = [np.asarray(self._predict(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-        return np.concatenate(out)
+        """The logits of ``images`` (0-255), batch by batch (:func:`transfer_lab.models.predict.predict_array`)."""
+        from transfer_lab.models.predict import predict_array
+
+        return predict_array(self.logits_model, images, batch_size=batch_size)
 
     def run(
         self,
@@ -480,9 +403,3 @@ def perturbation_norms(original: np.ndarray, adversarial: np.ndarray) -> tuple[n
     d = d.reshape(len(d), -1)
     return np.abs(d).max(axis=1) if d.size else np.zeros(len(d)), np.sqrt((d**2).sum(axis=1))
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from transfer_lab.models.predict import as_probabilities, softmax
+
 # Square root of the colour correlation of ImageNet photos (from an SVD of the pixel covariance);
 # columns are the de-correlated directions: brightness, red-blue, green-magenta.
 _COLOUR_SQRT = np.array(
@@ -238,8 +240,8 @@ class Parameterization:
 
 @dataclass(frozen=True)
 class IdealConfig:
-    """Everything that shapes one ideal image; built from ``visualization`` parameters by
-    :meth:`from_params`."""
+    """Everything that shapes one ideal image; built from the ``visualization`` parameters by
+    :meth:`transfer_lab.params.visualization.VisualizationParams.ideal_config`."""
 
     steps: int = 192
     learning_rate: float = 0.05
@@ -253,63 +255,6 @@ class IdealConfig:
     octaves: int = 1
     octave_scale: float = 1.4
     batch: int = 1  # randomly transformed copies per step (averaged)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], prefix: str = "visualization") -> "IdealConfig":
-        def bad(key: str, why: str) -> IdealError:
-            return IdealError(f"{prefix}.{key} {why}")
-
-        base = cls()
-        try:
-            steps = int(params.get("steps", base.steps))
-        except (TypeError, ValueError):
-            raise bad("steps", f"must be a whole number, got {params.get('steps')!r}.") from None
-        if steps < 1:
-            raise bad("steps", f"must be at least 1, got {steps}: set e.g. --params {prefix}.steps=256.")
-        lr = float(params.get("learning_rate", base.learning_rate))
-        if not lr > 0:
-            raise bad("learning_rate", f"must be positive, got {lr}: e.g. 0.05 (fourier) or 0.5 (pixel).")
-        param = str(params.get("parameterization", base.parameterization)).lower()
-        if param not in ("fourier", "pixel"):
-            raise bad("parameterization", f"must be 'fourier' or 'pixel', got {param!r}.")
-        regs = dict(params.get("regularizers") or {})
-        for name, weight in regs.items():
-            if name not in REGULARIZERS:
-                raise bad(f"regularizers.{name}", f"is not a regularizer; known: {', '.join(REGULARIZERS)}.")
-            if weight is None or float(weight) < 0:
-                raise bad(f"regularizers.{name}", f"must be a weight >= 0 (0 turns it off), got {weight!r}.")
-        tr = dict(params.get("transforms") or {})
-        unknown = set(tr) - {"jitter", "scale", "rotate"}
-        if unknown:
-            raise bad("transforms", f"has unknown key(s) {', '.join(sorted(unknown))}; known: jitter, scale, rotate.")
-        jit = int(tr.get("jitter", 0) or 0)
-        if jit < 0:
-            raise bad("transforms.jitter", f"must be >= 0 pixels, got {jit}.")
-        sc = tr.get("scale") or [1.0, 1.0]
-        if isinstance(sc, (int, float)):
-            sc = [1.0 / float(sc), float(sc)] if sc >= 1 else [float(sc), 1.0 / float(sc)]
-        if len(sc) != 2 or not (0 < float(sc[0]) <= float(sc[1])):
-            raise bad("transforms.scale", f"must be [low, high] with 0 < low <= high, got {sc!r}.")
-        rot = float(tr.get("rotate", 0) or 0)
-        if rot < 0:
-            raise bad("transforms.rotate", f"must be >= 0 degrees, got {rot}.")
-        octaves = int(params.get("octaves", 1) or 1)
-        if octaves < 1:
-            raise bad("octaves", f"must be >= 1, got {octaves}.")
-        if octaves > steps:
-            raise bad("octaves", f"({octaves}) cannot exceed steps ({steps}).")
-        oscale = float(params.get("octave_scale", base.octave_scale))
-        if oscale < 1:
-            raise bad("octave_scale", f"must be >= 1, got {oscale}.")
-        batch = int(params.get("batch", 1) or 1)
-        if batch < 1:
-            raise bad("batch", f"must be >= 1, got {batch}.")
-        return cls(
-            steps=steps, learning_rate=lr, seed=int(params.get("seed", base.seed)), parameterization=param,
-            decorrelate_colour=bool(params.get("decorrelate_colour", True)),
-            regularizers={k: float(v) for k, v in regs.items()}, jitter=jit,
-            scale=(float(sc[0]), float(sc[1])), rotate=rot, octaves=octaves, octave_scale=oscale, batch=batch,
-        )
 
     def without_smoothness(self) -> "IdealConfig":
         """The same run with the smoothness terms (total variation, L2) switched off."""
@@ -429,8 +374,7 @@ def generate(
         final = np.clip(np.rint(tf.image.resize(final[None].astype(np.float32), (h, w)).numpy()[0]), 0, 255).astype(np.uint8)
     seconds = time.perf_counter() - start
     logits = np.asarray(logits_model(final[None].astype(np.float32), training=False))[0].astype(np.float64)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    probs = softmax(logits)
     top = logits[targets].max()
     logit = float(top + np.log(np.exp(logits[targets] - top).sum()))
     return IdealResult(final, logit, float(probs[targets].sum()), tv_per_pixel(final), seconds, history)
@@ -444,11 +388,7 @@ def class_probabilities(model: Any, image: np.ndarray) -> np.ndarray:
     x = np.asarray(image, np.float32)[None]
     if x.shape[1:3] != (h, w):
         x = tf.image.resize(x, (h, w), method="bilinear").numpy()
-    probs = np.asarray(model(x, training=False))[0].astype(np.float64)
-    if not (np.all(probs >= 0) and abs(probs.sum() - 1) < 1e-3):  # logits, not probabilities
-        probs = np.exp(probs - probs.max())
-        probs /= probs.sum()
-    return probs
+    return as_probabilities(np.asarray(model(x, training=False))[0])  # a logits model gives logits
 
 
 def group_rank(probs: np.ndarray, indices: Iterable[int]) -> tuple[float, int]:

@@ -140,29 +140,3 @@ def test_bad_parameters_fail_with_a_clear_message():
         AttackConfig(steps=0).validated()
     with pytest.raises(AttackError, match="method"):
         AttackConfig(method="cw").validated()
-    names = ["tabby", "tiger_cat", "Siamese_cat", "beagle"]
-    with pytest.raises(ValueError, match="Near matches: siamese_cat"):
-        attacks.class_set("siamese_kat", names, "adversarial.target")
-
-
-def test_imagenet_groups():
-    names = [f"c{i}" for i in range(1000)]
-    assert attacks.class_set("cat", names, "t") == (281, 282, 283, 284, 285)
-    assert len(attacks.class_set("dogs", names, "t")) == 118
-    assert attacks.class_set(["c3", "c5"], names, "t") == (3, 5)
-
-
-def test_species_groups_make_cat_and_dog_mean_every_breed_of_the_species():
-    import pandas as pd
-
-    manifest = pd.DataFrame({
-        "label": ["Bengal", "Bengal", "pug", "beagle", "Sphynx", "unused"],
-        "species": ["Cat", "Cat", "dog", "dog", "cat", None],
-    })
-    names = ["beagle", "Bengal", "pug", "Sphynx"]
-    species = attacks.species_of(manifest)
-    assert species == {"Bengal": "cat", "pug": "dog", "beagle": "dog", "Sphynx": "cat"}
-    groups = attacks.species_groups(species, names)
-    assert groups == {"cat": (1, 3), "dog": (0, 2)}
-    assert attacks.class_set("cat", names, "target", groups=groups) == (1, 3)
-    assert attacks.species_of(manifest[["label"]]) == {}

@@ -1,5 +1,6 @@
-"""Ideal images: loss pieces with known values, range, the optimisation on a tiny model, bad
-parameters; the pipeline in-process on a tiny classifier; one slow run on the real weights."""
+"""Ideal images: loss pieces with known values, range, the optimisation on a tiny model, the
+parameters (VisualizationParams); the first node on a tiny model; the pipeline with Kedro's
+SequentialRunner over an in-memory catalog on a tiny classifier; one slow run on the real weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import numpy as np
 import pytest
 
 from transfer_lab.models import ideal
+from pydantic import ValidationError
+
+from tests.pipelines.adversarial.test_pipeline import deferred
 from transfer_lab.models.ideal import IdealConfig, IdealError
+from transfer_lab.params.backbone import BackboneParams
+from transfer_lab.params.visualization import VisualizationParams
 
 
 def tiny_model(n_classes: int = 4, size: int = 32, seed: int = 0):
@@ -147,65 +153,119 @@ def test_tv_weight_makes_images_smoother():
     assert smooth.tv_per_pixel < 0.5 * rough.tv_per_pixel
 
 
-def test_bad_parameters_fail_with_clear_messages():
-    with pytest.raises(IdealError, match=r"visualization.steps .*at least 1"):
-        IdealConfig.from_params({"steps": 0})
-    with pytest.raises(IdealError, match=r"regularizers.tv .*known: total_variation, l2"):
-        IdealConfig.from_params({"regularizers": {"tv": 1}})
-    with pytest.raises(IdealError, match="parameterization"):
-        IdealConfig.from_params({"parameterization": "wavelet"})
-    with pytest.raises(IdealError, match="transforms.scale"):
-        IdealConfig.from_params({"transforms": {"scale": [1.2, 0.8]}})
+def test_yaml_defaults_are_the_model_defaults():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "conf/base/parameters_visualization.yml").read_text())["visualization"]
+    assert VisualizationParams.model_validate(raw) == VisualizationParams()
+    cfg = VisualizationParams().ideal_config()
+    assert cfg == IdealConfig(steps=192, learning_rate=0.05, seed=42, regularizers={"total_variation": 1.5, "l2": 0.0})
 
 
-def _plan_inputs(model_fn=tiny_model, names=("cat", "dog", "bird", "fish")):
-    return (lambda: list(names)), model_fn
+@pytest.mark.parametrize("given, message", [
+    ({"steps": 0}, r"visualization.steps=0 is not valid: .*greater than or equal to 1"),
+    ({"regularizers": {"tv": 1}}, r"visualization.regularizers.tv is not a parameter. .*total_variation"),
+    ({"regularizers": {"l2": -1}}, r"visualization.regularizers.l2=-1 is not valid"),
+    ({"parameterization": "wavelet"}, r"visualization.parameterization=wavelet is not valid: .*'fourier' or 'pixel'"),
+    ({"transforms": {"scale": [1.2, 0.8]}}, r"visualization.transforms.scale=\[1.2, 0.8\] is not valid: .*0 < low <= high"),
+    ({"transforms": {"jiter": 2}}, r"visualization.transforms.jiter is not a parameter. Did you mean "
+                                   r"visualization.transforms.jitter\?"),
+    ({"octaves": 5, "steps": 4}, r"visualization.octaves=5 cannot exceed visualization.steps=4"),
+    ({"classes": []}, r"visualization.classes is empty"),
+    ({"model": "classifier"}, r"visualization.model=classifier is the old name"),
+    ({"second_model": {"weights": "/no/such.weights.h5"}}, r"visualization.second_model.weights: file not found.*"
+                                                           r"visualization.second_model=null to skip"),
+    ({"second_model": {"class_map": ["cat"]}}, r"visualization.second_model.class_map=\['cat'\] is not valid"),
+    ({"feature_maps": {"image": "/no/photo.jpg"}}, r"visualization.feature_maps.image: photo not found"),
+    ({"feature_maps": {"max_maps": 0}}, r"visualization.feature_maps.max_maps=0 is not valid"),
+    ({"stepz": 3}, r"visualization.stepz is not a parameter. Did you mean visualization.steps\?"),
+])
+def test_a_wrong_value_is_refused_naming_the_key(given, message):
+    with pytest.raises(ValidationError, match=message):
+        VisualizationParams(**given)
 
 
-def test_check_parameters_unknown_class_zero_steps_unknown_layer(make_image, tmp_path):
+def test_command_line_values():
+    # what --params "visualization.classes=zebra+tabby,visualization.second_model=null" gives
+    p = VisualizationParams(classes="zebra+tabby", second_model=None, feature_maps="null", steps="12")
+    assert p.classes == ["zebra", "tabby"] and p.second_model is None and p.feature_maps is None and p.steps == 12
+    assert VisualizationParams(classes=281).classes == [281]
+    assert VisualizationParams(transforms={"scale": 1.25}).transforms.scale == (0.8, 1.25)
+    assert VisualizationParams(feature_maps={"layers": "last_conv"}).feature_maps.layers == ["last_conv"]
+    assert VisualizationParams(regularizers=None).ideal_config().without_smoothness().regularizers == {
+        "total_variation": 0.0, "l2": 0.0}
+
+
+def _targets(params, names=("cat", "dog", "bird", "fish"), model_fn=tiny_model, manifest=None, **kw):
+    from transfer_lab.pipelines.visualization.nodes import resolve_targets
+
+    return resolve_targets(VisualizationParams(**{"model": "head", "second_model": None, "feature_maps": None,
+                                                  **params}),
+                           BackboneParams(), deferred(list(names)), deferred(missing="/no/finetuned.keras"),
+                           deferred(model_fn()), manifest if manifest is not None else deferred(missing="/no/m.csv"))
+
+
+def test_first_node_resolves_classes_and_layers(make_image, tmp_path):
+    import pandas as pd
+
     from transfer_lab.models.backbones import BackboneError
-    from transfer_lab.pipelines.visualization.nodes import check_parameters
+    from transfer_lab.models.choice import ModelChoiceError
 
-    names, model = _plan_inputs()
-    base = {"model": "classifier", "classes": ["cat"], "second_model": None, "feature_maps": None}
     with pytest.raises(BackboneError, match=r"Unknown class 'caat' in visualization.classes. Near matches: cat"):
-        check_parameters({**base, "classes": ["dog", "caat"]}, {}, names, model)
-    with pytest.raises(IdealError, match="visualization.steps"):
-        check_parameters({**base, "steps": 0}, {}, names, model)
-    with pytest.raises(IdealError, match="visualization.model"):
-        check_parameters({**base, "model": "vgg"}, {}, names, model)
+        _targets({"classes": ["dog", "caat"]})
     photo = make_image(tmp_path / "p.jpg", size=(40, 40))
     with pytest.raises(BackboneError, match=r"visualization.feature_maps.layers: no layer named 'conv9'"):
-        check_parameters({**base, "feature_maps": {"image": str(photo), "layers": ["conv9"]}}, {}, names, model)
-    plan = check_parameters({**base, "classes": "dog+1+bird"}, {}, names, model)
-    assert [c["indices"] for c in plan["classes"]] == [[1], [2]]
+        _targets({"feature_maps": {"image": str(photo), "layers": ["conv9"]}})
+    with pytest.raises(ModelChoiceError, match=r"visualization.model=finetuned: .*--pipelines=fine_tuning"):
+        _targets({"model": "finetuned"})
+    targets, layers = _targets({"classes": "dog+1+bird"})
+    assert [t["indices"] for t in targets] == [[1], [2]] and layers is None
+    # a breed classifier: "cat" is every cat breed of the manifest; feature maps of its first test photo
+    manifest = pd.DataFrame({"path": [str(photo)], "label": ["Bengal"], "species": ["cat"], "split": ["test"]})
+    targets, layers = _targets({"classes": ["cat"], "feature_maps": {"layers": ["last_conv"]}},
+                               names=("Bengal", "pug", "Sphynx"), manifest=deferred(
+                                   pd.concat([manifest, manifest.assign(label="Sphynx")])))
+    assert targets == [{"name": "cat", "indices": [0, 2], "members": ["Bengal", "Sphynx"], "imagenet": None}]
+    assert layers["image"] == str(photo) and len(layers["layers"]) == 1
 
 
-def test_pipeline_on_a_tiny_classifier(kedro_project, make_image):
-    """The whole pipeline in-process: a tiny MobileNetV2 classifier (random weights, 32 px) saved
-    where head_training puts it, a random second model, feature maps of two layers."""
-    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_head
+def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
+    """The whole pipeline with SequentialRunner: a tiny MobileNetV2 classifier (random weights,
+    32 px) as head_training's model, a random second model, feature maps of two layers."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
 
-    cfg = BackboneConfig(name="mobilenet_v2", weights=None, image_size=32, alpha=0.35)
-    head = build_head(int(1280), 2, dropout=0.0)
-    model = build_classifier(cfg, head)
-    models = kedro_project.out("data/06_models")
-    model.save(models / "classifier.keras")
-    (models / "class_names.json").write_text(json.dumps(["cat", "dog"]))
-    photo = make_image(kedro_project.out("photo.jpg"), size=(50, 40))
-    kedro_project.run("visualization", {
-        "visualization.classes": ["cat", "dog"],
-        "visualization.steps": 12,
-        "visualization.learning_rate": 0.2,
-        "visualization.transforms": {"jitter": 2, "scale": [0.95, 1.05], "rotate": 5},
-        "visualization.second_model": {"name": "mobilenet", "weights": None, "alpha": 0.25, "labels": str(_labels()), "image_size": 32},
-        "visualization.feature_maps": {"image": str(photo), "layers": ["block_1_expand_relu", "last_conv"], "max_maps": 4},
-    })
-    out = kedro_project.out("data/08_reporting")
+    from transfer_lab.io.datasets import ImageFolderDataset
+    from transfer_lab.models.backbones import build_classifier, build_head
+    from transfer_lab.pipelines.visualization import create_pipeline
+
+    backbone = BackboneParams(name="mobilenet_v2", weights=None, image_size=32, alpha=0.35)
+    model = build_classifier(backbone, build_head(1280, 2, dropout=0.0))
+    photo = make_image(tmp_path / "photo.jpg", size=(50, 40))
+    params = VisualizationParams(
+        model="head", classes=["cat", "dog"], steps=12, learning_rate=0.2,
+        transforms={"jitter": 2, "scale": [0.95, 1.05], "rotate": 5},
+        second_model={"name": "mobilenet", "weights": None, "alpha": 0.25, "labels": str(_labels()), "image_size": 32},
+        feature_maps={"image": str(photo), "layers": ["block_1_expand_relu", "last_conv"], "max_maps": 4},
+    )
+    data = {"params:visualization": params, "params:backbone": backbone,
+            "class_names@lazy": deferred(["cat", "dog"]), "head_classifier@lazy": deferred(model),
+            "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras"),
+            "manifest@lazy": deferred(missing=tmp_path / "manifest.csv")}
+    catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
+    out = tmp_path / "08_reporting"
+    catalog["ideal_images"] = ImageFolderDataset(str(out / "ideal_images"))
+    catalog["visualization_feature_maps"] = ImageFolderDataset(str(out / "visualization_feature_maps"))
+    for k in ("ideal_images_grid", "ideal_images_metrics"):
+        catalog[k] = MemoryDataset(copy_mode="assign")
+    SequentialRunner().run(create_pipeline(), catalog)
     assert sorted(p.name for p in (out / "ideal_images").glob("*.png")) == ["cat.png", "dog.png"]
-    assert (out / "ideal_images_grid.png").stat().st_size > 1000
+    assert catalog["ideal_images_grid"].load() is not None
     assert sorted(p.name for p in (out / "visualization_feature_maps").glob("*.png")) == ["block_1_expand_relu.png", "out_relu.png"]
-    report = json.loads((out / "ideal_images.json").read_text())
+    report = catalog["ideal_images_metrics"].load()
+    assert report["model"].startswith("head classifier") and report["second_model"] == "mobilenet alpha=0.25 (ImageNet)"
     from transfer_lab.data.imaging import load_rgb
 
     for name, idx in (("cat", 0), ("dog", 1)):
@@ -239,8 +299,8 @@ def test_ideal_zebra_on_real_weights(shared_dir):
     second = build_imagenet_classifier("mobilenet", w / "mobilenet_0.25_imagenet.weights.h5", alpha=0.25)
     names = imagenet_class_names(w / "imagenet_labels.txt")
     zebra = names.index("zebra")
-    cfg = IdealConfig.from_params({"steps": 48, "regularizers": {"total_variation": 1.0},
-                                   "transforms": {"jitter": 8, "scale": [0.9, 1.1], "rotate": 10}})
+    cfg = VisualizationParams(steps=48, regularizers={"total_variation": 1.0},
+                              transforms={"jitter": 8, "scale": [0.9, 1.1], "rotate": 10}).ideal_config()
     res = ideal.generate(logits_model(model), zebra, cfg, progress=False)
     assert res.probability >= 0.95
     _, rank = ideal.group_rank(ideal.class_probabilities(second, res.image), [zebra])

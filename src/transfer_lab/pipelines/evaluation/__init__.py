@@ -1,4 +1,4 @@
-"""evaluation: the current classifier on a folder of new photos."""
+"""evaluation: a trained classifier (evaluation.model: finetuned | head) on a folder of new photos."""
 
 from .pipeline import create_pipeline
 

@@ -1,5 +1,5 @@
-"""evaluation: score the current classifier on a folder of new photos, in any layout that
-data_ingestion reads (same label rules, same decoder)."""
+"""evaluation: score a trained classifier (``evaluation.model``: finetuned | head) on a folder of
+new photos, in any layout that data_ingestion reads (same label rules, same decoder)."""
 
 from __future__ import annotations
 
@@ -11,66 +11,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transfer_lab.data.classes import SPECIES, is_species_model, norm
+from transfer_lab.models.choice import pick_classifier, require_classifier
+from transfer_lab.params.evaluation import EvaluationParams
+
 log = logging.getLogger(__name__)
 
-SPECIES = ("cat", "dog")
+PARAM = "evaluation.model"
 
 
 class EvaluationError(ValueError):
-    """Bad evaluation parameters or a folder the model cannot be scored on; says what to do."""
+    """A folder the model cannot be scored on; says what to do."""
 
 
-def _norm(name: Any) -> str:
-    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+def scan_source(
+    evaluation: EvaluationParams, model_config: dict[str, Any], finetuned: Any, head: Any,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The photos of ``evaluation.source`` with their labels (empty for unlabelled ones), checked
+    first: the chosen classifier exists, the folder is set. ``labels: auto`` becomes what the
+    model was trained on (species for a cat/dog model, else breed)."""
+    from transfer_lab.data.layouts import LayoutError, scan
 
-
-def _is_species_model(class_names: list[str]) -> bool:
-    return sorted(_norm(c) for c in class_names) == list(SPECIES)
-
-
-def validate_parameters(params: dict[str, Any], model_config: dict[str, Any]) -> dict[str, Any]:
-    """Check ``evaluation.*`` at once; ``labels: auto`` means what the model was trained on."""
-    from transfer_lab.data.layouts import LABEL_MODES, LAYOUTS
-
-    params = dict(params or {})
-    known = {"source", "layout", "labels", "batch_size", "n_worst"}
-    unknown = set(params) - known
-    if unknown:
-        raise EvaluationError(f"Unknown evaluation parameter(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(known))}.")
-    source = params.get("source")
-    if source in (None, ""):
+    p = evaluation
+    require_classifier(p.model, PARAM, finetuned=finetuned, head=head)
+    if p.source is None:
         raise EvaluationError(
             "evaluation.source is not set: give the folder of photos to score, e.g. "
             "kedro run --pipelines=evaluation --params \"evaluation.source=/path/to/photos,evaluation.layout=auto\"."
         )
-    root = Path(str(source)).expanduser()
-    if not root.is_dir():
-        raise EvaluationError(f"evaluation.source={source}: no such folder. Give an existing folder of photos.")
-    layout = str(params.get("layout") or "auto")
-    if layout not in LAYOUTS:
-        raise EvaluationError(f"evaluation.layout={layout!r} is not a layout: use one of {', '.join(LAYOUTS)}.")
-    class_names = [str(c) for c in model_config["class_names"]]
-    labels = str(params.get("labels") or "auto")
+    labels = p.labels
     if labels == "auto":
-        labels = "species" if _is_species_model(class_names) else "breed"
-    elif labels not in LABEL_MODES:
-        raise EvaluationError(f"evaluation.labels={labels!r}: use auto, breed or species.")
-    batch_size = params.get("batch_size", 32)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise EvaluationError(f"evaluation.batch_size must be a whole number >= 1, got {batch_size!r}.")
-    n_worst = params.get("n_worst", 16)
-    if not isinstance(n_worst, int) or isinstance(n_worst, bool) or n_worst < 0:
-        raise EvaluationError(f"evaluation.n_worst must be a whole number >= 0, got {n_worst!r}.")
-    return {"source": str(root.resolve()), "layout": layout, "labels": labels, "batch_size": batch_size,
-            "n_worst": n_worst}
-
-
-def scan_source(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The photos of ``evaluation.source`` with their labels (empty for unlabelled ones)."""
-    from transfer_lab.data.layouts import LayoutError, scan
-
+        labels = "species" if is_species_model([str(c) for c in model_config["class_names"]]) else "breed"
     try:
-        files, unlabelled, layout = scan(config["source"], config["layout"], config["labels"])
+        files, unlabelled, layout = scan(p.source, p.layout, labels)
     except LayoutError as exc:
         raise EvaluationError(f"{exc} (evaluation.source / evaluation.layout)") from None
     rows = [files[["path", "label", "species"]]]
@@ -80,9 +53,10 @@ def scan_source(config: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     images["label"] = images["label"].where(images["label"].notna(), "").astype(str)
     images["species"] = images["species"].where(images["species"].notna(), "").astype(str)
     if images.empty:
-        raise EvaluationError(f"No files found in {config['source']}. Check evaluation.source.")
-    info = {"layout": layout, "n_files": int(len(images))}
-    log.info("Evaluation folder %s: %d files, layout %s.", config["source"], len(images), layout)
+        raise EvaluationError(f"No files found in {p.source}. Check evaluation.source.")
+    info = {"source": p.source, "layout": layout, "labels": labels, "n_files": int(len(images))}
+    log.info("Evaluation folder %s: %d files, layout %s, %s labels, the %s classifier.", p.source, len(images),
+             layout, labels, p.model)
     return images, info
 
 
@@ -95,15 +69,20 @@ def _decode(path: str, size: int) -> np.ndarray | str:
         return f"{exc.reason}: {exc.detail}"
 
 
-def predict_images(model: Any, images: pd.DataFrame, config: dict[str, Any]) -> tuple[np.ndarray, pd.DataFrame]:
+def predict_images(
+    images: pd.DataFrame, evaluation: EvaluationParams, finetuned: Any, head: Any,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Class probabilities for every photo that decodes (same decoder as training), batch by batch."""
     from tqdm.auto import tqdm
 
+    from transfer_lab.models.predict import predict_array
+
+    model = pick_classifier(evaluation.model, PARAM, finetuned=finetuned, head=head)
     size = int(model.input_shape[1])
     paths = images["path"].tolist()
     probs = np.full((len(paths), int(model.output_shape[-1])), np.nan, dtype=np.float32)
     errors = [""] * len(paths)
-    bs = config["batch_size"]
+    bs = evaluation.batch_size
     with ThreadPoolExecutor(max_workers=4) as pool, tqdm(total=len(paths), desc="Scoring", unit="img") as bar:
         for start in range(0, len(paths), bs):
             chunk = list(pool.map(lambda p: _decode(p, size), paths[start:start + bs]))
@@ -113,7 +92,7 @@ def predict_images(model: Any, images: pd.DataFrame, config: dict[str, Any]) -> 
                     errors[start + i] = x
             if ok:
                 batch = np.stack([chunk[i] for i in ok]).astype(np.float32)
-                out = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+                out = predict_array(model, batch, batch_size=bs).astype(np.float32)
                 probs[[start + i for i in ok]] = out
             bar.update(len(chunk))
     scored = images.copy()
@@ -128,17 +107,17 @@ def _label_mapping(labels: list[str], class_names: list[str], class_species: dic
     ``classes`` when labels are the model's classes, ``species`` when a breed model is scored on
     cat/dog labels (breed probabilities summed per species).
     """
-    lookup = {_norm(c): i for i, c in enumerate(class_names)}
+    lookup = {norm(c): i for i, c in enumerate(class_names)}
     distinct = sorted(set(labels))
-    if not distinct or any(_norm(lab) in lookup for lab in distinct):
-        return "classes", class_names, {lab: lookup[_norm(lab)] for lab in distinct if _norm(lab) in lookup}, None
-    if all(_norm(lab) in SPECIES for lab in distinct) and not _is_species_model(class_names):
-        species = [_norm(class_species.get(c, "")) for c in class_names]
+    if not distinct or any(norm(lab) in lookup for lab in distinct):
+        return "classes", class_names, {lab: lookup[norm(lab)] for lab in distinct if norm(lab) in lookup}, None
+    if all(norm(lab) in SPECIES for lab in distinct) and not is_species_model(class_names):
+        species = [norm(class_species.get(c, "")) for c in class_names]
         if all(s in SPECIES for s in species):
             matrix = np.zeros((len(class_names), len(SPECIES)), dtype=np.float32)
             for i, s in enumerate(species):
                 matrix[i, SPECIES.index(s)] = 1.0
-            return "species", list(SPECIES), {lab: SPECIES.index(_norm(lab)) for lab in distinct}, matrix
+            return "species", list(SPECIES), {lab: SPECIES.index(norm(lab)) for lab in distinct}, matrix
         raise EvaluationError(
             f"The folder is labelled by species ({', '.join(distinct)}) but the model's classes "
             f"({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''}) have no known species to map "
@@ -155,7 +134,7 @@ def _label_mapping(labels: list[str], class_names: list[str], class_species: dic
 
 def report(
     probs: np.ndarray, scored: pd.DataFrame, scan_info: dict[str, Any], model_config: dict[str, Any],
-    config: dict[str, Any],
+    evaluation: EvaluationParams,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
     """evaluation.json (accuracy, top-3, n, per-class), predictions.csv, worst-mistakes gallery."""
     from transfer_lab.reports.metrics import classification_report
@@ -167,13 +146,14 @@ def report(
     if probs.shape[1] != len(class_names):
         raise EvaluationError(
             f"The classifier has {probs.shape[1]} outputs but data/06_models/classifier_config.json lists "
-            f"{len(class_names)} classes: they come from different runs. Re-run `kedro run --pipelines=head_training`."
+            f"{len(class_names)} classes: they come from different runs. Re-run `kedro run --pipelines=head_training` "
+            "(then fine_tuning for evaluation.model=finetuned)."
         )
     labels_present = scored.loc[decoded & labelled, "label"].tolist()
-    lookup = {_norm(c) for c in class_names}
+    lookup = {norm(c) for c in class_names}
     has_species = (scored.loc[decoded & labelled, "species"] != "").all() if labels_present else False
-    if (_is_species_model(class_names) and labels_present and has_species
-            and not any(_norm(lab) in lookup for lab in labels_present)):
+    if (is_species_model(class_names) and labels_present and has_species
+            and not any(norm(lab) in lookup for lab in labels_present)):
         log.info("The folder has breed labels and the model species classes: scoring by species.")
         scored = scored.copy()
         scored.loc[labelled, "label"] = scored.loc[labelled, "species"]
@@ -188,7 +168,8 @@ def report(
                     int(unknown.sum()), ", ".join(f"{k} ({v})" for k, v in unknown.items()))
 
     y = scored.loc[known, "label"].map(mapping).to_numpy(np.int64)
-    out: dict[str, Any] = {"source": config["source"], "layout": scan_info["layout"], "labels": config["labels"]}
+    out: dict[str, Any] = {"source": scan_info["source"], "layout": scan_info["layout"], "labels": scan_info["labels"],
+                           "model": evaluation.model}
     if known.any():
         rep = classification_report(y, target_probs[known], targets)
         out.update({"accuracy": rep["accuracy"], "top3_accuracy": rep["top3_accuracy"], "n": rep["n"]})
@@ -209,7 +190,7 @@ def report(
     })
 
     predictions = _predictions_table(probs, scored, class_names, known, target_probs, targets, mapping, mode)
-    gallery = _mistakes_gallery(predictions[predictions["correct"] == False], config["n_worst"])  # noqa: E712
+    gallery = _mistakes_gallery(predictions[predictions["correct"] == False], evaluation.n_worst)  # noqa: E712
     predictions = predictions.drop(columns=[c for c in predictions.columns if c.startswith("_")])
     return out, predictions, gallery
 

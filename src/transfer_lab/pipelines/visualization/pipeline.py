@@ -1,29 +1,32 @@
-"""visualization: parameters -> feature maps of a photo; parameters -> ideal image per class + report."""
+"""visualization: classes and layers resolved on the chosen model -> feature maps of a photo;
+-> ideal image per class + report. ``visualization.model`` chooses finetuned | head | imagenet."""
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import check_parameters, draw_feature_maps, generate_ideal_images
+from .nodes import draw_feature_maps, generate_ideal_images, resolve_targets
+
+MODELS = ["finetuned_classifier@lazy", "head_classifier@lazy"]
+PARAMS = ["params:visualization", "params:backbone"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                check_parameters,
-                inputs=["params:visualization", "params:backbone", "class_names@lazy", "finetuned_classifier@lazy",
-                        "manifest@lazy"],
-                outputs="visualization_plan",
-                name="check_parameters",
+                resolve_targets,
+                inputs=PARAMS + ["class_names@lazy"] + MODELS + ["manifest@lazy"],
+                outputs=["ideal_targets", "feature_map_layers"],
+                name="resolve_targets",
             ),
             node(
                 draw_feature_maps,
-                inputs=["visualization_plan", "finetuned_classifier@lazy"],
+                inputs=["feature_map_layers"] + PARAMS + MODELS,
                 outputs="visualization_feature_maps",
                 name="draw_feature_maps",
             ),
             node(
                 generate_ideal_images,
-                inputs=["visualization_plan", "finetuned_classifier@lazy"],
+                inputs=["ideal_targets"] + PARAMS + MODELS,
                 outputs=["ideal_images", "ideal_images_grid", "ideal_images_metrics"],
                 name="generate_ideal_images",
             ),
