@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer_lab.models.backbones import BackboneConfig, BackboneError, build_classifier, build_feature_extractor, build_head
+from transfer_lab.models.backbones import BackboneError, build_classifier, build_feature_extractor, build_head
 from transfer_lab.models.featuremaps import layer_activations
+from transfer_lab.params.backbone import BackboneParams
 from transfer_lab.reports.metrics import classification_report, top_k_accuracy
 
 
 def test_layer_activations_on_feature_extractor_and_classifier():
-    cfg = BackboneConfig.from_params({"name": "mobilenet_v2", "weights": "none", "image_size": 32, "alpha": 0.35})
+    cfg = BackboneParams(name="mobilenet_v2", weights="none", image_size=32, alpha=0.35)
     extractor = build_feature_extractor(cfg)
     head = build_head(1280, 3)
     classifier = build_classifier(cfg, head, backbone=extractor.get_layer("backbone"))
