@@ -58,7 +58,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import keras
 
-    from transfer_lab.models.backbones import BackboneConfig, build_classifier, build_feature_extractor, build_head
+    from transfer_lab.models.backbones import build_classifier, build_feature_extractor, build_head
+    from transfer_lab.params.backbone import BackboneParams
     from transfer_lab.data.tfdata import image_dataset
     from transfer_lab.pipelines.feature_extraction.nodes import resolve_batch_size, run_extractor
 
@@ -76,7 +77,7 @@ def main() -> None:
             paths.append(str(link))
             labels.append(c)
     n = len(paths)
-    cfg = BackboneConfig.from_params({"name": args.backbone, "weights": args.weights, "image_size": args.size})
+    cfg = BackboneParams(name=args.backbone, weights=args.weights, image_size=args.size)
     extractor = build_feature_extractor(cfg)
     from transfer_lab.runtime.devices import describe_devices
 

@@ -308,13 +308,3 @@ def resolve_class(name_or_index: Any, class_names: list[str], param: str) -> int
     near_txt = f" Near matches: {', '.join(near)}." if near else ""
     listing = "" if len(class_names) > 40 else f" Classes: {', '.join(class_names)}."
     raise BackboneError(f"Unknown class '{name_or_index}' in {param}.{near_txt}{listing}")
-
-
-def __getattr__(name: str) -> Any:
-    """``BackboneConfig``: transitional alias of :class:`transfer_lab.params.backbone.BackboneParams`
-    for code not yet converted (imported on use: the parameters model imports this module)."""
-    if name == "BackboneConfig":
-        from transfer_lab.params.backbone import BackboneParams
-
-        return BackboneParams
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

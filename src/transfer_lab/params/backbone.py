@@ -137,17 +137,3 @@ class BackboneParams(KeyedParams):
     def size(self) -> int:
         """The square input size in pixels (``image_size``)."""
         return int(self.image_size)
-
-    @classmethod
-    def from_params(cls, params: Any) -> "BackboneParams":
-        """Transitional, for code not yet converted: the same as ``BackboneParams.model_validate``."""
-        return cls.model_validate(dict(params or {}))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Transitional, for nodes that still read ``params:backbone`` as a mapping (Kedro hands
-        every node of a run the validated model once one node's type hint asks for it)."""
-        return getattr(self, key, default) if key in type(self).model_fields else default
-
-
-#: Transitional alias of the old name (transfer_lab.models.backbones.BackboneConfig).
-BackboneConfig = BackboneParams

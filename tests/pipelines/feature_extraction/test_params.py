@@ -32,9 +32,6 @@ def test_backbone_attributes_for_the_builders(tmp_path):
     assert b.spec is BACKBONES["mobilenet_v2"] and b.classifier_weights == "imagenet" and b.imagenet_labels is None
     for none in ("none", "None", None, "random"):
         assert BackboneParams(weights=none).weights is None
-    from transfer_lab.models.backbones import BackboneConfig  # the old name, while others convert
-
-    assert BackboneConfig is BackboneParams
 
 
 @pytest.mark.parametrize(
