@@ -4,15 +4,12 @@ SequentialRunner over an in-memory catalog on a tiny classifier; one slow run on
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-
-from transfer_lab.models import ideal
 from pydantic import ValidationError
 
 from tests.pipelines.adversarial.test_pipeline import deferred
+from transfer_lab.models import ideal
 from transfer_lab.models.ideal import IdealConfig, IdealError
 from transfer_lab.params.backbone import BackboneParams
 from transfer_lab.params.visualization import VisualizationParams
