@@ -10,6 +10,7 @@ from transfer_lab.params import (  # noqa: F401  (each module registers its sect
     backbone,
     data,
     evaluation,
+    explain,
     feature_extraction,
     fine_tuning,
     head_training,
