@@ -218,7 +218,7 @@ def test_first_node_resolves_classes_and_layers(make_image, tmp_path):
     with pytest.raises(ModelChoiceError, match=r"visualization.model=finetuned: .*--pipelines=fine_tuning"):
         _targets({"model": "finetuned"})
     targets, layers = _targets({"classes": "dog+1+bird"})
-    assert [t["indices"] for t in targets] == [[1], [2]] and layers is None
+    assert [t["indices"] for t in targets] == [[1], [2]] and layers == {}
     # a breed classifier: "cat" is every cat breed of the manifest; feature maps of its first test photo
     manifest = pd.DataFrame({"path": [str(photo)], "label": ["Bengal"], "species": ["cat"], "split": ["test"]})
     targets, layers = _targets({"classes": ["cat"], "feature_maps": {"layers": ["last_conv"]}},
@@ -228,15 +228,42 @@ def test_first_node_resolves_classes_and_layers(make_image, tmp_path):
     assert layers["image"] == str(photo) and len(layers["layers"]) == 1
 
 
-def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
-    """The whole pipeline with SequentialRunner: a tiny MobileNetV2 classifier (random weights,
-    32 px) as head_training's model, a random second model, feature maps of two layers."""
+def _run_pipeline(data: dict, tmp_path):
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
     from transfer_lab.io.datasets import ImageFolderDataset
-    from transfer_lab.models.backbones import build_classifier, build_head
     from transfer_lab.pipelines.visualization import create_pipeline
+
+    catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
+    out = tmp_path / "08_reporting"
+    catalog["ideal_images"] = ImageFolderDataset(str(out / "ideal_images"))
+    catalog["visualization_feature_maps"] = ImageFolderDataset(str(out / "visualization_feature_maps"))
+    for k in ("ideal_images_grid", "ideal_images_metrics"):
+        catalog[k] = MemoryDataset(copy_mode="assign")
+    SequentialRunner().run(create_pipeline(), catalog)
+    return catalog
+
+
+def test_pipeline_without_feature_maps_or_second_model(tmp_path):
+    """feature_maps=null and second_model=null skip them (no photo, no manifest needed)."""
+    params = VisualizationParams(model="head", classes="fish+0", steps=2, feature_maps=None, second_model=None)
+    catalog = _run_pipeline({"params:visualization": params, "params:backbone": BackboneParams(),
+                             "class_names@lazy": deferred(["cat", "dog", "bird", "fish"]),
+                             "head_classifier@lazy": deferred(tiny_model()),
+                             "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras"),
+                             "manifest@lazy": deferred(missing=tmp_path / "manifest.csv")}, tmp_path)
+    out = tmp_path / "08_reporting"
+    assert sorted(p.name for p in (out / "ideal_images").glob("*.png")) == ["cat.png", "fish.png"]
+    assert list((out / "visualization_feature_maps").glob("*.png")) == []
+    report = catalog["ideal_images_metrics"].load()
+    assert report["second_model"] is None and [e["index"] for e in report["classes"].values()] == [3, 0]
+
+
+def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
+    """The whole pipeline with SequentialRunner: a tiny MobileNetV2 classifier (random weights,
+    32 px) as head_training's model, a random second model, feature maps of two layers."""
+    from transfer_lab.models.backbones import build_classifier, build_head
 
     backbone = BackboneParams(name="mobilenet_v2", weights=None, image_size=32, alpha=0.35)
     model = build_classifier(backbone, build_head(1280, 2, dropout=0.0))
@@ -251,13 +278,8 @@ def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
             "class_names@lazy": deferred(["cat", "dog"]), "head_classifier@lazy": deferred(model),
             "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras"),
             "manifest@lazy": deferred(missing=tmp_path / "manifest.csv")}
-    catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
+    catalog = _run_pipeline(data, tmp_path)
     out = tmp_path / "08_reporting"
-    catalog["ideal_images"] = ImageFolderDataset(str(out / "ideal_images"))
-    catalog["visualization_feature_maps"] = ImageFolderDataset(str(out / "visualization_feature_maps"))
-    for k in ("ideal_images_grid", "ideal_images_metrics"):
-        catalog[k] = MemoryDataset(copy_mode="assign")
-    SequentialRunner().run(create_pipeline(), catalog)
     assert sorted(p.name for p in (out / "ideal_images").glob("*.png")) == ["cat.png", "dog.png"]
     assert catalog["ideal_images_grid"].load() is not None
     assert sorted(p.name for p in (out / "visualization_feature_maps").glob("*.png")) == ["block_1_expand_relu.png", "out_relu.png"]

@@ -43,9 +43,10 @@ def resolve_targets(
     finetuned: Any,
     head: Any,
     manifest: Any,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What needs the model, checked before any long work: the classes (names, indices, their
-    ImageNet counterparts for the second model) and the feature maps' photo and layers.
+    ImageNet counterparts for the second model) and the feature maps' photo and layers (``{}``:
+    no feature maps; Kedro saves no ``None``).
 
     A class is a name or index of the model, or a group: on ImageNet ``cat`` (281-285) and
     ``dog`` (151-268); on a breed classifier ``cat`` / ``dog`` = every breed of that species (from
@@ -78,7 +79,7 @@ def resolve_targets(
                 log.warning("visualization: class %r has no ImageNet counterpart for the second model; add it to "
                             "visualization.second_model.class_map to check it.", t["name"])
 
-    layers = None
+    layers: dict[str, Any] = {}
     fm = p.feature_maps
     photo = fm.image if fm is not None else None
     if photo == "auto":
@@ -100,7 +101,7 @@ def _first_test_photo(manifest: Any) -> str | None:
 
 
 def draw_feature_maps(
-    layers: dict[str, Any] | None,
+    layers: dict[str, Any],
     visualization: VisualizationParams,
     backbone: BackboneParams,
     finetuned: Any,
