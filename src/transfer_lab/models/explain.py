@@ -496,12 +496,13 @@ def _randomisable(layer: Any) -> bool:
 
 
 def spearman(a: Any, b: Any) -> float:
-    """Spearman rank correlation of two maps (ties get average ranks); nan when one is constant."""
+    """Spearman rank correlation of two maps (ties get average ranks). A constant map orders no
+    pixel: against a map that does, the correlation is 0; two constant maps give nan."""
     from scipy.stats import rankdata
 
     ra, rb = rankdata(np.ravel(a)), rankdata(np.ravel(b))
     if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
+        return float("nan") if ra.std() == rb.std() else 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
 
 

@@ -135,6 +135,7 @@ def test_randomized_copy_changes_the_head_and_top_blocks_only(tiny):
     assert check["correlations"].shape == (2,) and np.isfinite(check["correlations"]).all()
     assert ex.spearman(maps[0], maps[0]) == pytest.approx(1.0)
     assert ex.spearman(maps[0], -maps[0]) == pytest.approx(-1.0)
+    assert ex.spearman(maps[0], np.zeros_like(maps[0])) == 0.0  # a flat map orders nothing
 
 
 def test_a_model_that_is_not_a_chain_is_refused():

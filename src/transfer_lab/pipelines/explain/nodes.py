@@ -90,12 +90,11 @@ def unique_names(paths: Sequence[str]) -> list[str]:
     """A file name stem per photo, with as many parent folders as it takes to tell them apart
     (Cat/1.jpg and Dog/1.jpg -> Cat_1, Dog_1)."""
     parts = [Path(p).with_suffix("").parts for p in paths]
+    distinct = set(parts)
     depth = 1
-    while True:
-        names = ["_".join(pp[-depth:]) for pp in parts]
-        if len(set(names)) == len(names) or depth >= max(len(pp) for pp in parts):
-            break
+    while len({pp[-depth:] for pp in distinct}) < len(distinct) and depth < max(len(pp) for pp in parts):
         depth += 1
+    names = ["_".join(pp[-depth:]).lstrip("/_") or "photo" for pp in parts]
     seen: dict[str, int] = {}
     out = []
     for name in names:  # identical paths given twice
