@@ -103,43 +103,31 @@ class AttackConfig:
     seed: int = 0
 
     def validated(self, prefix: str = "adversarial") -> "AttackConfig":
+        """The attack as it runs: ``fgsm`` is one step of ``epsilon``, random starts are PGD's only.
+        Values from the parameters are checked already (AdversarialParams); this refuses what a
+        direct caller (a test, a bench) could pass that cannot work."""
         method = str(self.method).strip().lower()
         if method not in METHODS:
             raise AttackError(f"{prefix}.method={self.method!r} is not one of {', '.join(METHODS)}.")
-        quantize = bool(self.quantize)
-        eps = check_epsilon(self.epsilon, f"{prefix}.epsilon", quantize=quantize, allow_below_one=True)
-        try:
-            steps = int(self.steps)
-        except (TypeError, ValueError):
-            raise AttackError(f"{prefix}.steps={self.steps!r} must be a whole number of steps (e.g. 20).") from None
-        if steps < 1 or steps > 10_000:
-            raise AttackError(f"{prefix}.steps={self.steps!r} must be between 1 and 10000 (20 is usual).")
-        step = self.step_size
-        if step is not None:
-            try:
-                step = float(step)
-            except (TypeError, ValueError):
-                raise AttackError(f"{prefix}.step_size={self.step_size!r} must be a number in 0-255 pixel units, or null.") from None
-            if not math.isfinite(step) or step <= 0 or step > MAX_EPSILON:
-                raise AttackError(f"{prefix}.step_size={self.step_size!r} must be > 0 and <= 255 (0-255 pixel units), or null for epsilon/4.")
-        try:
-            batch = int(self.batch_size)
-        except (TypeError, ValueError):
-            batch = 0
-        if batch < 1:
-            raise AttackError(f"{prefix}.batch_size={self.batch_size!r} must be a whole number >= 1.")
-        try:
-            conf = float(self.confidence)
-        except (TypeError, ValueError):
-            conf = -1.0
-        if not math.isfinite(conf) or conf < 0:
-            raise AttackError(f"{prefix}.confidence={self.confidence!r} must be a logit margin >= 0 (0 = top class is enough).")
+        eps = check_epsilon(self.epsilon, f"{prefix}.epsilon", quantize=bool(self.quantize), allow_below_one=True)
+        bad = [f"{prefix}.{key}={value!r} must be {rule}" for key, value, ok, rule in (
+            ("steps", self.steps, 1 <= int(self.steps) <= 10_000, "between 1 and 10000 (20 is usual)"),
+            ("step_size", self.step_size, self.step_size is None or 0 < float(self.step_size) <= MAX_EPSILON,
+             "> 0 and <= 255 (0-255 pixel units), or null for epsilon/4"),
+            ("batch_size", self.batch_size, int(self.batch_size) >= 1, "a whole number >= 1"),
+            ("confidence", self.confidence, math.isfinite(float(self.confidence)) and float(self.confidence) >= 0,
+             "a logit margin >= 0 (0 = top class is enough)"),
+        ) if not ok]
+        if bad:
+            raise AttackError(". ".join(bad) + ".")
+        steps, step = int(self.steps), None if self.step_size is None else float(self.step_size)
         random_start = bool(self.random_start) and method == "pgd"
         if method == "fgsm":
             steps, step, random_start = 1, eps, False
         return replace(
             self, method=method, epsilon=eps, steps=steps, step_size=step, random_start=random_start,
-            batch_size=batch, confidence=conf, quantize=quantize, early_stop=bool(self.early_stop), seed=int(self.seed),
+            batch_size=int(self.batch_size), confidence=float(self.confidence), quantize=bool(self.quantize),
+            early_stop=bool(self.early_stop), seed=int(self.seed),
         )
 
     @property
