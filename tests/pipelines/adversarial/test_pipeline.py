@@ -1,7 +1,7 @@
 """The adversarial pipeline: nodes and the whole pipeline with Kedro's SequentialRunner over an
 in-memory catalog (tiny classifier, generated photos, the PNGs written and read back); through a
-real KedroSession (parameter validation, the catalog, "run this first"); one slow run on the
-real ImageNet weights."""
+real KedroSession (parameter validation, the catalog, "run this first"; marked slow, as
+integration tests are), and a run on the real ImageNet weights (slow)."""
 
 from __future__ import annotations
 
@@ -122,12 +122,14 @@ def tiny_project(kedro_project, make_image):
     return kedro_project
 
 
+@pytest.mark.slow
 def test_kedro_run_without_the_finetuned_model_fails_at_once_naming_fine_tuning(tiny_project):
     with pytest.raises(Exception, match=r"kedro run --pipelines=fine_tuning"):
         tiny_project.run("adversarial", {"adversarial.transfer": None})
     assert not tiny_project.out("data/07_model_output/adversarial_images").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, message", [
     ({"adversarial.epsilon": 1000}, "whole 0-255 pixel range"),
     ({"adversarial.epsilonn": 2}, r"Did you mean adversarial.epsilon\?"),
