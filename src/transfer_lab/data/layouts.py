@@ -66,6 +66,24 @@ def _unwrap(root: Path) -> Path:
     return root
 
 
+def single_class_message(root: str | Path) -> str | None:
+    """What to say when the photos of ``root`` sit in one class sub-folder only (the folder
+    :func:`_unwrap` steps into, with no sub-folders of its own, or the only sub-folder), or None."""
+    root = Path(root)
+    inner = _unwrap(root)
+    subdirs = _subdirs(inner)
+    if inner != root and not subdirs:
+        lone = inner
+    elif len(subdirs) == 1:
+        lone = subdirs[0]
+    else:
+        return None
+    n = len(_files(lone, recursive=True))
+    return (f"{lone.parent} has one class sub-folder only, '{lone.name}' ({n} files): at least two classes are "
+            f"needed, one sub-folder per class. Add a sub-folder for each other class beside it "
+            f"({lone.parent}/<class>/), or set data.source to a folder with two or more class folders.")
+
+
 def _pet_images_root(root: Path) -> tuple[Path, dict[str, Path]] | None:
     for base in (root, root / "PetImages", root / "petimages"):
         if not base.is_dir():
@@ -117,7 +135,7 @@ def scan(root: str | Path, layout: str = "auto", labels: str = "breed") -> tuple
         raise LayoutError(f"Unknown layout '{layout}': use one of {', '.join(LAYOUTS)}.")
     if labels not in LABEL_MODES:
         raise LayoutError(f"Unknown labels '{labels}': use breed or species.")
-    root = _unwrap(root)
+    original, root = root, _unwrap(root)
     resolved = detect(root) if layout == "auto" else layout
     rows: list[tuple[str, str | None, str | None]] = []
     unlabelled: list[tuple[str, str, str]] = []
@@ -152,7 +170,7 @@ def scan(root: str | Path, layout: str = "auto", labels: str = "breed") -> tuple
     elif resolved == "folders":
         subdirs = _subdirs(root)
         if not subdirs:
-            raise LayoutError(f"No class sub-folders in {root}: the folders layout needs one sub-folder per class.")
+            raise LayoutError(single_class_message(original) or f"No class sub-folders in {root}: the folders layout needs one sub-folder per class.")
         for folder in subdirs:
             for p in _files(folder, recursive=True):
                 rows.append((str(p), folder.name, None))

@@ -88,6 +88,9 @@ class DataParams(KeyedParams):
     max_pixels: int = param(89_478_485, "Larger images are rejected (too_large: decompression bombs): a whole "
                                         "number of pixels, at least min_side squared", 50_000_000, ge=1)
     cache_dir: str = param("data/01_raw", "The folder for downloads and extracted archives", "data/01_raw")
+    max_extract_bytes: int | None = param(None, "The most bytes an archive may extract to (archive bombs are refused): "
+                                                "a whole number, 1 or more, or null: max(10 x the archive's size, "
+                                                "1 GiB)", 20_000_000_000, ge=1)
     workers: int | None = param(None, "Threads that check images: a whole number, 1 or more, or null (one per "
                                       "CPU core)", 4, ge=1)
 
@@ -110,14 +113,17 @@ class DataParams(KeyedParams):
     @field_validator("checksum", mode="before")
     @classmethod
     def _checksum_text(cls, value: Any) -> Any:
-        return None if value is None or str(value).strip() == "" else str(value).strip()
+        text = None if value is None or str(value).strip() == "" else str(value).strip()
+        from transfer_lab.data.sources import parse_checksum  # its form (hex digits), before any download
+        parse_checksum(text)
+        return text
 
     @field_validator("layout", "labels", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("min_side", "max_pixels", mode="before")
+    @field_validator("min_side", "max_pixels", "max_extract_bytes", mode="before")
     @classmethod
     def _whole(cls, value: Any, info: Any) -> Any:
         return _whole_number(f"data.{info.field_name}", value)

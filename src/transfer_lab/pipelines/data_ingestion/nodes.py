@@ -32,7 +32,8 @@ def acquire_source(data: DataParams) -> tuple[str, pd.DataFrame]:
             f"data.source not found: {data.source}. Pass an existing folder, a .tar.gz/.tgz/.zip archive or an "
             "http(s) URL, e.g. --params \"data.source=../shared/data/PetImages\""
         )
-    folder, refused = sources.materialize(data.source, data.cache_dir, checksum=data.checksum)
+    folder, refused = sources.materialize(data.source, data.cache_dir, checksum=data.checksum,
+                                          max_extract_bytes=data.max_extract_bytes)
     return str(folder), refused
 
 
@@ -52,10 +53,12 @@ def check_images(folder: str, refused: pd.DataFrame, data: DataParams) -> tuple[
             f"No files found in {folder} for layout '{layout}'. Check data.source and data.layout."
         )
     if layout == "unlabelled":
-        raise layouts.LayoutError(
+        raise layouts.LayoutError(layouts.single_class_message(folder) or
             f"{folder} has images but no labels: use one sub-folder per class (data.layout=folders), "
             "or the Oxford-IIIT Pet or PetImages layout."
         )
+    if files["label"].nunique() < 2 and layouts.single_class_message(folder):
+        raise layouts.LayoutError(layouts.single_class_message(folder))
     paths = files["path"].tolist()
     with ThreadPoolExecutor(max_workers=data.thread_count) as pool:
         results = list(tqdm(
@@ -69,7 +72,8 @@ def check_images(folder: str, refused: pd.DataFrame, data: DataParams) -> tuple[
         else:
             accepted.append((path, label, res.sha256, res.width, res.height, res.format, res.n_bytes,
                              species if isinstance(species, str) else ""))
-    images = pd.DataFrame(accepted, columns=[c for c in MANIFEST_COLUMNS if c not in ("split", "duplicate_of")])
+    images = pd.DataFrame(accepted, columns=[c for c in MANIFEST_COLUMNS if c not in ("split", "duplicate_of", "resolved_path")])
+    images["resolved_path"] = sources.outside_links(folder, images["path"])
     rejected_df = pd.concat(
         [refused.reindex(columns=REJECTED_COLUMNS), unlabelled.reindex(columns=REJECTED_COLUMNS),
          pd.DataFrame(rejected, columns=REJECTED_COLUMNS)],
