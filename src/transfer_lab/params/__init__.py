@@ -7,6 +7,7 @@ runs. See :mod:`transfer_lab.params.base`.
 
 from transfer_lab.params import (  # noqa: F401  (each module registers its section)
     adversarial,
+    audit,
     backbone,
     data,
     evaluation,

@@ -1,0 +1,205 @@
+"""Near-duplicate photos at ingestion: perceptual hashes of the decoded pixels and grouping.
+
+A photo is hashed from the pixels that ingestion's check already decoded (no second decode):
+
+- ``phash``: a 255-bit DCT hash. The photo is reduced to 64x64 grey (green channel, box filter), its 2-D DCT
+  taken, and the 16x16 lowest frequencies less the DC term are compared with their median.
+- the hash of the left-right mirror comes for free from the same DCT: mirroring flips the sign of
+  every coefficient of odd horizontal frequency, so only those bits change (no second DCT).
+
+Two photos are near-duplicates when the Hamming distance of their hashes, or of one's hash and
+the other's mirror hash, is at most ``threshold`` bits (of 255). Pairs are grouped with
+union-find, so a group of copies lands in one split. Thresholds were measured on generated
+copies of ../shared photos (see tests/pipelines/audit and the report of issue 17).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+SIDE = 64      # grey thumbnail the DCT is taken of
+LOW = 16       # LOW x LOW lowest frequencies make the hash
+N_BITS = LOW * LOW - 1  # the DC term is left out
+N_WORDS = (N_BITS + 63) // 64
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_D = _dct_matrix(SIDE)[:LOW]                    # (LOW, SIDE): only the rows we keep
+# mirroring x -> SIDE-1-x multiplies horizontal frequency v by (-1)^v
+_MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
+
+
+#: the centre hash covers the photo less this fraction on each side (a cropped copy's whole frame)
+CENTRE_MARGIN = 0.06
+
+
+def _grey_thumbnails(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SIDE x SIDE grey thumbnails of the whole photo and of its centre."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.asarray(image, np.uint8))
+    # The green channel stands in for luminance (a copy, no arithmetic: 40% cheaper than "L");
+    # reduce() is a cheap integer box filter (one pass over the full photo, the only one), then
+    # exact box resizes of the small image.
+    grey = image.getchannel(1) if image.mode == "RGB" else image.convert("L")
+    factor = (max(1, grey.width // SIDE), max(1, grey.height // SIDE))
+    if factor != (1, 1):
+        grey = grey.reduce(factor)
+    w, h = grey.size
+    box = (CENTRE_MARGIN * w, CENTRE_MARGIN * h, (1 - CENTRE_MARGIN) * w, (1 - CENTRE_MARGIN) * h)
+    whole = np.asarray(grey.resize((SIDE, SIDE), Image.BOX), dtype=np.float64)
+    centre = np.asarray(grey.resize((SIDE, SIDE), Image.BOX, box=box), dtype=np.float64)
+    return whole, centre
+
+
+@dataclass(frozen=True)
+class PhotoHash:
+    """The 255-bit DCT hashes of a photo, of its mirror and of its centre (``N_WORDS`` uint64
+    words each)."""
+
+    phash: np.ndarray
+    mirror: np.ndarray
+    centre: np.ndarray
+
+    def hex(self) -> str:
+        """The three hashes as one hex string (for the manifest or a cache)."""
+        return "".join(f"{int(w):016x}" for h in (self.phash, self.mirror, self.centre) for w in h)
+
+
+def photo_hash(image: Image.Image | np.ndarray) -> PhotoHash:
+    """Hashes of decoded pixels (a PIL image or an (H, W, 3) uint8 array)."""
+    whole, centre = _grey_thumbnails(image)
+    coeffs = (_D @ whole @ _D.T).reshape(-1)[1:]               # LOW*LOW - 1, DC dropped
+    inner = (_D @ centre @ _D.T).reshape(-1)[1:]
+    rows = np.stack([coeffs, coeffs * _MIRROR_SIGN, inner])
+    bits = np.zeros((3, N_WORDS * 64), bool)
+    bits[:, :N_BITS] = rows > np.median(rows, axis=1, keepdims=True)
+    words = np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+    return PhotoHash(words[0], words[1], words[2])
+
+
+def stack(hashes: list[PhotoHash]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, N_WORDS) arrays of the hashes, the mirror hashes and the centre hashes."""
+    if not hashes:
+        z = np.zeros((0, N_WORDS), np.uint64)
+        return z, z, z
+    return (np.stack([h.phash for h in hashes]), np.stack([h.mirror for h in hashes]),
+            np.stack([h.centre for h in hashes]))
+
+
+def from_hex(value: str) -> PhotoHash:
+    """A :class:`PhotoHash` from :meth:`PhotoHash.hex`."""
+    words = np.asarray([int(value[16 * k: 16 * (k + 1)], 16) for k in range(3 * N_WORDS)], np.uint64)
+    return PhotoHash(*words.reshape(3, N_WORDS))
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between rows of ``a`` (n, W) and ``b`` (m, W): an (n, m) int array."""
+    out = np.zeros((a.shape[0], b.shape[0]), np.int32)
+    for w in range(a.shape[1]):
+        out += np.bitwise_count(a[:, w, None] ^ b[None, :, w])
+    return out
+
+
+def distances(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, m) distances between the photos of ``a`` and ``b`` (each a :func:`stack` result) and
+    whether the closest reading was the mirror: the least of whole-whole, whole-mirror and
+    whole-centre both ways (a copy cropped by about CENTRE_MARGIN a side matches the centre)."""
+    pa, _, ca = a
+    pb, mb, cb = b
+    direct = hamming(pa, pb)
+    flipped = hamming(pa, mb)
+    cropped = np.minimum(hamming(pa, cb), hamming(ca, pb))
+    best = np.minimum(np.minimum(direct, flipped), cropped)
+    return best, flipped < np.minimum(direct, cropped)
+
+
+def close_pairs(hashes: tuple[np.ndarray, ...], threshold: int, chunk: int = 512) -> list[tuple[int, int, int, bool]]:
+    """Pairs (i, j, distance, mirrored) with i < j within ``threshold`` bits (see :func:`distances`)."""
+    n = hashes[0].shape[0]
+    pairs = []
+    for start in range(0, n, chunk):
+        block = tuple(h[start:start + chunk] for h in hashes)
+        best, mirrored = distances(block, hashes)
+        rows, cols = np.nonzero(best <= threshold)
+        for r, c in zip(rows, cols):
+            i = start + int(r)
+            if i < c:
+                pairs.append((i, int(c), int(best[r, c]), bool(mirrored[r, c])))
+    return pairs
+
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:  # the smaller index stays the root: the group's representative is its first member
+            self.parent[max(a, b)] = min(a, b)
+
+
+def groups(n: int, pairs: list[tuple[int, int, int, bool]]) -> np.ndarray:
+    """Group index of each of ``n`` items (the smallest member index) from close pairs."""
+    uf = UnionFind(n)
+    for i, j, *_ in pairs:
+        uf.union(i, j)
+    return np.asarray([uf.find(i) for i in range(n)], dtype=np.int64)
+
+
+def best_matches(n: int, pairs: list[tuple[int, int, int, bool]]) -> dict[int, tuple[int, int, bool]]:
+    """For each item in at least one pair: (closest partner, distance, mirrored)."""
+    best: dict[int, tuple[int, int, bool]] = {}
+    for i, j, d, m in pairs:
+        for a, b in ((i, j), (j, i)):
+            if a not in best or d < best[a][1]:
+                best[a] = (b, d, m)
+    return best
+
+
+def hash_file(path: str, *, min_side: int = 1, max_pixels: int | None = None) -> PhotoHash:
+    """Decode one file with the project's decoder and hash it (tests, tools; ingestion hashes the
+    pixels its check already decoded)."""
+    from transfer_lab.data.imaging import load_rgb
+
+    return photo_hash(load_rgb(path, min_side=min_side))
+
+
+#: Hamming threshold (bits of 255), measured on ../shared (issue 17): generated copies are at
+#: most 40 bits from their originals (JPEG q60 <= 6, shrunk to 60% <= 34, cropped 6% a side <= 40,
+#: brightened 25% <= 28, mirrored <= 36, shrunk with less contrast <= 32; 900 copies of 150
+#: photos), while 2,160,081 pairs of different photos had 2 pairs (true duplicates of the source
+#: sets) under 80 and 115 under 90.
+DEFAULT_THRESHOLD = 56
+
+
+def near_duplicate_table(paths: list[str], hashes: list[PhotoHash], threshold: int = DEFAULT_THRESHOLD):
+    """One row per photo in a group of near-duplicates: ``path, group, match, distance, kind``
+    (group: the group's first path; match: the closest other photo; kind ``hash`` or
+    ``hash_mirror``). Empty when nothing is close."""
+    import pandas as pd
+
+    stacked = stack(hashes)
+    pairs = close_pairs(stacked, threshold)
+    group = groups(len(paths), pairs)
+    best = best_matches(len(paths), pairs)
+    rows = [
+        (paths[i], paths[group[i]], paths[j], d, "hash_mirror" if m else "hash")
+        for i, (j, d, m) in sorted(best.items())
+    ]
+    return pd.DataFrame(rows, columns=["path", "group", "match", "distance", "kind"])
