@@ -7,7 +7,7 @@ from kedro.pipeline import Pipeline
 
 # `kedro run` runs these, in this order of data dependencies. `evaluation` is run on its own, on
 # photos the user brings: kedro run --pipelines=evaluation --params evaluation.source=PATH
-DEFAULT = ("data_ingestion", "feature_extraction", "audit", "head_training", "fine_tuning", "visualization", "adversarial",
+DEFAULT = ("data_ingestion", "feature_extraction", "head_training", "fine_tuning", "visualization", "adversarial",
            "reporting")
 
 
