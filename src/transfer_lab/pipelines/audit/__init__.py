@@ -1,1 +1,5 @@
 """audit: near-duplicates across splits, likely label errors and outliers, from the cached features."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
