@@ -177,9 +177,19 @@ def inspect_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageInfo:
     """Fully decode one file and describe it, or raise :class:`ImageRejected` saying why not."""
+    return decode_checked(path, min_side=min_side, max_pixels=max_pixels)[0]
+
+
+def decode_checked(
+    path: str | Path,
+    *,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[ImageInfo, Image.Image]:
+    """:func:`inspect_image` and the decoded RGB image it checked (ingestion hashes those pixels)."""
     data = _read(path)
     img, fmt = _open_rgb(data, min_side=min_side, max_pixels=max_pixels)
-    return ImageInfo(
+    info = ImageInfo(
         sha256=hashlib.sha256(data).hexdigest(),
         width=img.width,
         height=img.height,
@@ -187,6 +197,7 @@ def inspect_image(
         mode=img.mode,
         n_bytes=len(data),
     )
+    return info, img
 
 
 def resize_rgb(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
