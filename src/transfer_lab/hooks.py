@@ -170,18 +170,24 @@ class TransferLabHooks:
             log.warning("Could not name the MLflow experiment after the data set (%s); using %s.",
                         exc, cfg.tracking.experiment.name)
 
-    @hook_impl
+    @hook_impl(trylast=True)  # after kedro-mlflow's, which reopens the run in the node's thread
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> None:
+        from transfer_lab.io import tracking
+
+        if not tracking.active():
+            return
+        # Kedro hands validated parameters to the nodes as Pydantic models, which kedro-mlflow
+        # logs as one string: log each field as ``section.key`` (the names the YAML files use).
+        for name, value in inputs.items():
+            if name.startswith("params:") and isinstance(value, BaseModel):
+                tracking.log_params(value.model_dump(mode="json"), prefix=name[len("params:"):])
         # kedro-mlflow opens the MLflow run in its own before_pipeline_run: log once it exists.
         if self._logged or self._device is None:
             return
-        from transfer_lab.io import tracking
-
-        if tracking.active():
-            tracking.set_tags({"device": self._device["device"], "n_gpus": self._device["n_gpus"]})
-            if self._runtime is not None:
-                self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
-            self._logged = True
+        tracking.set_tags({"device": self._device["device"], "n_gpus": self._device["n_gpus"]})
+        if self._runtime is not None:
+            self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
+        self._logged = True
 
 
 def _conf_parameters(context: Any) -> dict[str, Any]:

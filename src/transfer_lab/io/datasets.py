@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -326,9 +327,8 @@ def _write_png(data: Any, path: Path) -> None:
         Figure = ()  # type: ignore[assignment]
     if isinstance(data, Figure):
         data.savefig(path, format="png", dpi=data.dpi, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(data)
+        if "matplotlib.pyplot" in sys.modules:  # a pyplot figure: free it (a plain Figure needs nothing)
+            sys.modules["matplotlib.pyplot"].close(data)
     elif isinstance(data, Image.Image):
         data.save(path, format="PNG")
     elif isinstance(data, (str, Path)) and Path(data).is_file():

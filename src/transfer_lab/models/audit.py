@@ -152,10 +152,7 @@ def outlier_scores(fs: FeatureSet, quantile: float = 0.99) -> np.ndarray:
 def gallery(rows: pd.DataFrame, title: str, captions: list[str], *, n: int = 24, size: int = 128, cols: int = 6):
     """A figure of up to ``n`` photos (``rows.path``) with captions, decoded with the project's
     decoder (a photo that no longer decodes shows as grey)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from transfer_lab.reports.plots import subplots
 
     from transfer_lab.data.imaging import ImageRejected, load_rgb
 
@@ -163,7 +160,7 @@ def gallery(rows: pd.DataFrame, title: str, captions: list[str], *, n: int = 24,
     count = max(1, len(paths))
     ncols = min(cols, count)
     nrows = (count + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.5 * nrows + 0.4), squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(2.2 * ncols, 2.5 * nrows + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, path, caption in zip(axes.ravel(), paths, captions):

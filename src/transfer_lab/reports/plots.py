@@ -6,12 +6,16 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, object]:
+    """``plt.subplots`` without pyplot: a plain Figure that leaves the user's backend alone
+    (a notebook's ``%matplotlib inline`` keeps working) and never opens a window."""
+    fig_kw = {k: kwargs.pop(k) for k in ("figsize", "dpi", "layout") if k in kwargs}
+    fig = Figure(**fig_kw)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def image_grid(
@@ -27,7 +31,7 @@ def image_grid(
     n = max(len(images), 1)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + (0.4 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= len(images):
@@ -75,7 +79,7 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], *, title: str =
     cm = np.asarray(cm)
     n = len(class_names)
     size = min(max(4.0, 0.32 * n + 2.5), 18.0)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = subplots(figsize=(size, size))
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n))
@@ -98,7 +102,7 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], *, title: str =
 def training_curves(history: Mapping[str, Sequence[float]], *, title: str = "Training curves") -> Figure:
     """Loss and accuracy per epoch, train against validation (Keras ``History.history``)."""
     metrics = [m for m in history if not m.startswith("val_") and m != "learning_rate"]
-    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.5 * max(len(metrics), 1), 3.5), squeeze=False)
+    fig, axes = subplots(1, max(len(metrics), 1), figsize=(4.5 * max(len(metrics), 1), 3.5), squeeze=False)
     for ax, m in zip(axes.flat, metrics):
         ax.plot(range(1, len(history[m]) + 1), history[m], marker="o", label="train")
         if f"val_{m}" in history:
@@ -120,7 +124,7 @@ def line_plot(
     ylabel: str,
     title: str,
 ) -> Figure:
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     for name, ys in series.items():
         ax.plot(list(x), list(ys), marker="o", label=name)
     ax.set_xlabel(xlabel)

@@ -227,9 +227,7 @@ def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
 
     worst = mistakes.sort_values("confidence", ascending=False, kind="stable").head(n_worst)
     if worst.empty:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 1.5))
+        fig, ax = plots.subplots(figsize=(4, 1.5))
         ax.axis("off")
         ax.text(0.5, 0.5, "No mistakes on the labelled photos", ha="center", va="center")
         return fig

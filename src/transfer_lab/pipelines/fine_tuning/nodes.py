@@ -220,11 +220,11 @@ def comparison_markdown(comparison: dict[str, Any], summary: dict[str, Any]) -> 
 def comparison_figure(comparison: dict[str, Any], head_report: dict[str, Any], ft_report: dict[str, Any],
                       class_names: list[str]) -> Any:
     """Bars of the compared metrics, and per-class recall head-only vs fine-tuned."""
-    import matplotlib.pyplot as plt
+    from transfer_lab.reports.plots import subplots
 
     keys = [k for k in COMPARED if k in comparison["fine_tuned"]]
     n = len(class_names)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
+    fig, axes = subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
     x = np.arange(len(keys))
     for off, name, label in ((-0.2, "head_only", "head only"), (0.2, "fine_tuned", "fine-tuned")):
         vals = [comparison[name][k] for k in keys]
