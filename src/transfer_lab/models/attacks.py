@@ -327,7 +327,7 @@ class PixelAttack:
         import time
 
         import tensorflow as tf
-        from tqdm.auto import tqdm
+        from transfer_lab.runtime.progress import progress_bar
 
         config = config.validated()
         x = np.clip(np.rint(np.asarray(images, dtype=np.float32)), 0, 255).astype(np.float32)
@@ -341,7 +341,7 @@ class PixelAttack:
         outs, succ, steps, z_adv = [], [], [], []
         t0 = time.perf_counter()
         clean = self.predict_logits(x, bs)
-        bar = tqdm(total=n, desc=progress if isinstance(progress, str) else f"{config.method} eps={config.epsilon:g}",
+        bar = progress_bar(total=n, desc=progress if isinstance(progress, str) else f"{config.method} eps={config.epsilon:g}",
                    unit="img", disable=not progress, leave=False)
         for b in range(0, n, bs):
             sl = slice(b, b + bs)

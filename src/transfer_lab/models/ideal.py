@@ -309,7 +309,7 @@ def generate(
     """
     import keras
     import tensorflow as tf
-    from tqdm.auto import tqdm
+    from transfer_lab.runtime.progress import progress_bar
 
     h, w = model_input_size(logits_model)
     n_classes = int(logits_model.output_shape[-1])
@@ -329,7 +329,7 @@ def generate(
                   for i in range(config.octaves)]
     history: dict[str, list[float]] = {"step": [], "logit": [], "total_variation": []}
     start = time.perf_counter()
-    bar = tqdm(total=config.steps, desc=description or f"ideal image (class {class_index})", disable=not progress,
+    bar = progress_bar(total=config.steps, desc=description or f"ideal image (class {class_index})", disable=not progress,
                leave=False)
     image = None
     done = 0

@@ -54,10 +54,10 @@ def _compiled(model: Any, strategy: Any, make: Any) -> Any:
 
 def predict(model: Any, paths: Sequence[str], *, image_size: int, batch_size: int, desc: str = "Predicting") -> np.ndarray:
     """Class probabilities for ``paths`` in order, with a progress bar."""
-    from tqdm.auto import tqdm
+    from transfer_lab.runtime.progress import progress_bar
 
     out = []
-    with tqdm(total=len(paths), desc=desc, unit="img") as bar:
+    with progress_bar(total=len(paths), desc=desc, unit="img") as bar:
         for batch in image_dataset(paths, None, image_size=image_size, batch_size=batch_size, cache=False, shuffle=False):
             out.append(np.asarray(model(batch, training=False)))
             bar.update(len(out[-1]))

@@ -243,9 +243,9 @@ class TqdmProgress(_keras_callback_base()):  # type: ignore[misc]
         self.steps, self.epochs, self.bar = steps, epochs, None
 
     def on_epoch_begin(self, epoch, logs=None):
-        from tqdm.auto import tqdm
+        from transfer_lab.runtime.progress import progress_bar
 
-        self.bar = tqdm(total=self.steps, desc=f"Fine-tuning epoch {epoch + 1}/{self.epochs}", unit="batch")
+        self.bar = progress_bar(total=self.steps, desc=f"Fine-tuning epoch {epoch + 1}/{self.epochs}", unit="batch")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is not None:

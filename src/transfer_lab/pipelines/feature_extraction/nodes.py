@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from transfer_lab.runtime.progress import progress_bar
 
 from transfer_lab.data.imaging import load_rgb
 from transfer_lab.data.manifest import REQUIRED_COLUMNS, SPLITS, ManifestError, require_columns, without_duplicates
@@ -162,7 +162,7 @@ def extract_features(
     fit_rows = rows[rows["split"].isin(("train", "val"))]
     n_passes = n_total + (len(fit_rows) if params.flip_augment else 0)
     batch_size = rt.global_batch(resolve_batch_size(params.batch_size, on_gpu=rt.on_gpu))
-    with tqdm(total=n_passes, desc=f"Features ({backbone.name}, {size} px)", unit="img") as bar:
+    with progress_bar(total=n_passes, desc=f"Features ({backbone.name}, {size} px)", unit="img") as bar:
         feats = run_extractor(extractor, rows["path"].tolist(), size, batch_size, bar)
         if params.flip_augment:
             # Mirror images of the training and validation photos: extra training samples for the head.

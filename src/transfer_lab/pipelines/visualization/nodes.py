@@ -133,7 +133,7 @@ def generate_ideal_images(
     TV per pixel, second model's probability and rank)."""
     from dataclasses import asdict
 
-    from tqdm.auto import tqdm
+    from transfer_lab.runtime.progress import progress_bar
 
     from transfer_lab.io import tracking
     from transfer_lab.models import ideal
@@ -158,7 +158,7 @@ def generate_ideal_images(
         "classes": {},
     }
     titles = []
-    for c in tqdm(targets, desc="ideal images", unit="class"):
+    for c in progress_bar(targets, desc="ideal images", unit="class"):
         res = ideal.generate(logits, c["indices"], config, description=f"ideal {c['name']}")
         entry: dict[str, Any] = {
             "index": c["indices"][0] if len(c["indices"]) == 1 else c["indices"],
