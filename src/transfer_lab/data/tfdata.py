@@ -7,7 +7,7 @@ Images come out as float32 RGB in 0-255, which is what every model of the projec
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,9 +27,12 @@ def image_dataset(
     drop_remainder: bool = False,
     cache: bool = False,
     flip: bool = False,
+    pixels: np.ndarray | None = None,
 ):
     """A ``tf.data.Dataset`` of ``images`` or ``(images, labels)`` batches; ``flip``: of the
-    left-right mirror images. ``shuffle``: a new seeded order every pass; ``cache``: decoded
+    left-right mirror images. ``pixels``: the photos already decoded at ``image_size``
+    (:mod:`transfer_lab.data.pixels`, one uint8 row per path, memory-mapped or not): batches are
+    gathered from it instead of decoding the files (``cache`` is then pointless and ignored). ``shuffle``: a new seeded order every pass; ``cache``: decoded
     images kept in memory after the first pass (and shuffled after the cache, so the order still
     changes every pass).
 
@@ -54,6 +57,8 @@ def image_dataset(
         img.set_shape((size, size, 3))
         return img
 
+    if pixels is not None:
+        return _pixel_dataset(pixels, labels, size, batch_size, shuffle, seed, repeat, drop_remainder, flip)
     workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     paths = [str(p) for p in paths]
     if labels is None:
@@ -72,6 +77,39 @@ def image_dataset(
     if repeat:
         ds = ds.repeat()
     return _without_autotuning(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(2))
+
+
+def _pixel_dataset(pixels, labels, size, batch_size, shuffle, seed, repeat, drop_remainder, flip):
+    """Batches gathered from decoded pixels: row indices are shuffled and batched, each batch is one
+    copy out of the (memory-mapped) array, then cast to float32 (and mirrored) by TensorFlow."""
+    import tensorflow as tf
+
+    if pixels.shape[1:] != (size, size, 3):
+        raise ValueError(f"The decoded pixels are {pixels.shape[1:]} but the model takes {(size, size, 3)}: "
+                         "the pixel cache is per size; pass pixels decoded at image_size.")
+    n = len(pixels)
+
+    def gather(idx: np.ndarray) -> np.ndarray:
+        return np.asarray(pixels[idx])
+
+    def load(idx):
+        img = tf.numpy_function(gather, [idx], tf.uint8, stateful=False)
+        img.set_shape((None, size, size, 3))
+        img = tf.cast(img, tf.float32)
+        return tf.reverse(img, axis=[2]) if flip else img
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if labels is None:
+        ds = ds.map(load)
+    else:
+        ys = tf.constant(np.asarray(labels, dtype=np.int32))
+        ds = ds.map(lambda idx: (load(idx), tf.gather(ys, idx)))
+    return _without_autotuning(ds.prefetch(2))
 
 
 def _without_autotuning(ds):
@@ -127,14 +165,16 @@ def balanced_class_weights(labels: Sequence[int], n_classes: int) -> dict[int, f
 
 
 def train_dataset(paths: Sequence[str], labels: np.ndarray, *, image_size: int, batch_size: int, seed: int,
-                  cache: bool = True) -> Any:
-    """Shuffled every epoch; with ``cache`` decoded photos are kept in memory after the first epoch."""
+                  cache: bool = True, pixels: np.ndarray | None = None) -> Any:
+    """Shuffled every epoch; with ``cache`` decoded photos are kept in memory after the first epoch;
+    ``pixels``: already decoded (see :func:`image_dataset`)."""
     return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=True, seed=seed,
-                         cache=cache)
+                         cache=cache, pixels=pixels)
 
 
 def eval_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size: int, batch_size: int,
-                 cache: bool = True) -> Any:
-    return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=False, cache=cache)
+                 cache: bool = True, pixels: np.ndarray | None = None) -> Any:
+    return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=False, cache=cache,
+                         pixels=pixels)
 
 

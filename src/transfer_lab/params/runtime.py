@@ -28,6 +28,9 @@ class RuntimeParams(KeyedParams):
     jit_compile: AutoTrueFalse = param("auto", "XLA for training: auto, true or false", False)
     cpu_devices: int | None = param(None, "Logical CPU devices: a whole number, 1 or more, or null (leave "
                                           "TensorFlow's devices as they are)", 2, ge=1)
+    pixel_cache: str | None = param(
+        "data/04_feature/pixels", "A folder for the decoded photos (transfer_lab.data.pixels), or null to decode "
+        "the photo files every time", "data/04_feature/pixels")
 
     @field_validator("strategy", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from transfer_lab.runtime.progress import progress_bar
 
 from transfer_lab.data.imaging import load_rgb
 from transfer_lab.data.manifest import REQUIRED_COLUMNS, SPLITS, ManifestError, require_columns, without_duplicates
+from transfer_lab.data.pixels import cached_pixels, pixel_cache_folder
 from transfer_lab.data.tfdata import image_dataset
 from transfer_lab.io.files import atomic_path
 from transfer_lab.models.backbones import BackboneError, build_feature_extractor, resolve_weights
@@ -162,11 +163,15 @@ def extract_features(
     fit_rows = rows[rows["split"].isin(("train", "val"))]
     n_passes = n_total + (len(fit_rows) if params.flip_augment else 0)
     batch_size = rt.global_batch(resolve_batch_size(params.batch_size, on_gpu=rt.on_gpu))
+    # Decode once (runtime.pixel_cache): fine-tuning and later runs read the same pixels back.
+    pixels = cached_pixels(rows["path"].tolist(), size, pixel_cache_folder(runtime, rt))
+    fit_mask = rows["split"].isin(("train", "val")).to_numpy()
     with progress_bar(total=n_passes, desc=f"Features ({backbone.name}, {size} px)", unit="img") as bar:
-        feats = run_extractor(extractor, rows["path"].tolist(), size, batch_size, bar)
+        feats = run_extractor(extractor, rows["path"].tolist(), size, batch_size, bar, pixels=pixels)
         if params.flip_augment:
             # Mirror images of the training and validation photos: extra training samples for the head.
-            flipped = run_extractor(extractor, fit_rows["path"].tolist(), size, batch_size, bar, flip=True)
+            flipped = run_extractor(extractor, fit_rows["path"].tolist(), size, batch_size, bar, flip=True,
+                                    pixels=None if pixels is None else pixels[fit_mask])
     for split in SPLITS:
         mask = (rows["split"] == split).to_numpy()
         out[f"{split}_features"] = feats[mask]
@@ -216,16 +221,17 @@ def resolve_batch_size(batch_size: Any, *, on_gpu: bool = False) -> int:
 
 
 def run_extractor(
-    extractor: Any, paths: list[str], size: int, batch_size: int, bar: Any = None, *, flip: bool = False
+    extractor: Any, paths: list[str], size: int, batch_size: int, bar: Any = None, *, flip: bool = False,
+    pixels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Features of ``paths`` through ``extractor``: a tf.data pipeline (parallel decode and resize,
-    batching, prefetch) feeding a compiled forward pass, one batch at a time. ``flip``: of the
-    left-right mirror images."""
+    or batches of ``pixels`` already decoded; batching, prefetch) feeding a compiled forward pass,
+    one batch at a time. ``flip``: of the left-right mirror images."""
     n_out = int(extractor.output_shape[-1])
     if not paths:
         return np.zeros((0, n_out), np.float32)
     forward = _compiled_forward(extractor, size)
-    batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip)
+    batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip, pixels=pixels)
     rt = current()
     if rt is not None and rt.replicas > 1 and rt.workers == 1:  # split each batch over the local replicas
         outputs = predict_batches(extractor, batches, rt)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_lab.data.manifest import split_data
+from transfer_lab.data.pixels import cached_pixels, pixel_cache_folder
 from transfer_lab.data.tfdata import balanced_class_weights, eval_dataset, train_dataset
 from transfer_lab.io import tracking
 from transfer_lab.models.backbones import backbone_of
@@ -99,9 +100,13 @@ def fine_tune(
     val_paths, val_y = data["val"]
     key = backup_key(cfg.model_dump(mode="json"), backbone_name, head_training.refit_on_val, start_fp, size, list(class_names), train_paths, train_y.tolist(), val_paths, val_y.tolist())
     backup = str(worker_path(f"{cfg.backup_dir.rstrip('/')}/{key}", rt))  # non-chief workers: a private folder
+    # Decoded once (runtime.pixel_cache; feature_extraction filled it at this size): no decoding per epoch.
+    folder = pixel_cache_folder(runtime, rt)
+    train_px, val_px = cached_pixels(train_paths, size, folder), cached_pixels(val_paths, size, folder)
     train_ds = rt.shard(train_dataset(train_paths, train_y, image_size=size, batch_size=batch, seed=cfg.seed,
-                                      cache=cfg.cache_images))
-    val_ds = rt.shard(eval_dataset(val_paths, val_y, image_size=size, batch_size=batch, cache=cfg.cache_images))
+                                      cache=cfg.cache_images, pixels=train_px))
+    val_ds = rt.shard(eval_dataset(val_paths, val_y, image_size=size, batch_size=batch, cache=cfg.cache_images,
+                                   pixels=val_px))
     steps = int(np.ceil(len(train_paths) / batch))
     log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
              len(train_paths), len(val_paths), size, cfg.epochs, backup)
