@@ -171,3 +171,29 @@ def test_imagenet_model_dogs_to_cats_with_transfer(kedro_project, shared_dir):
     assert m["target_prob_after"] > m["target_prob_before"]
     assert m["transfer"]["n_images"] >= 5 and 0 <= m["transfer"]["rate"] <= 1
     assert m["robust_accuracy"]["2"] <= m["robust_accuracy"]["0"]
+
+
+def test_robustness_budgets_attack_only_what_smaller_budgets_left_standing(inputs, monkeypatch):
+    from transfer_lab.models import attacks
+    from transfer_lab.pipelines.adversarial.nodes import resolve_classes, robustness_curve
+
+    data, _ = inputs
+    p = AdversarialParams(**{**PARAMS, "robustness": {"budgets": [0, 1, 2, 4, 8, 16], "steps": 4, "max_images": None}})
+    classes = resolve_classes(p, data["params:backbone"], data["manifest@csv"], data["class_names@lazy"],
+                              data["finetuned_classifier@lazy"], data["head_classifier@lazy"])
+    attacked = []
+    run_attack = attacks.PixelAttack.run
+
+    def counting(self, x, mask, **kw):
+        attacked.append(len(x))
+        return run_attack(self, x, mask, **kw)
+
+    monkeypatch.setattr(attacks.PixelAttack, "run", counting)
+    curve = robustness_curve(classes, p, data["params:backbone"], data["manifest@csv"],
+                             data["finetuned_classifier@lazy"], data["head_classifier@lazy"])
+    n, acc = curve["n_images"], curve["accuracy"]
+    assert all(a >= b for a, b in zip(acc, acc[1:]))  # never more robust with a larger budget
+    # each budget attacked exactly the images still robust at the budget before it
+    standing = [round(a * n) for a in acc]
+    assert attacked and attacked[0] == standing[0] > 0
+    assert attacked == [s for s in standing[:-1] if s > 0][:len(attacked)]

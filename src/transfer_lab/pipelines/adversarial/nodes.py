@@ -241,19 +241,26 @@ def robustness_curve(
     x = load_batch([f for f, _ in items], _input_size(model))
     mask = attacks.set_mask([t for _, t in items], len(names))
     clean_ok = ~attacks.is_success(attack.predict_logits(x), mask, targeted=False)
-    accuracy, seconds = [], []
-    for eps in rob.budgets:
-        if eps == 0 or (p.quantize and eps < 1):
+    # The budgets share their work, smallest first: an image an attack broke within a budget is broken
+    # within every larger one (the same change fits), so each budget attacks only the images that
+    # every smaller budget left standing; misclassified images are not robust at any budget.
+    robust = clean_ok.copy()
+    by_budget: dict[float, tuple[float, float]] = {}
+    for eps in sorted(set(rob.budgets)):
+        if eps == 0 or (p.quantize and eps < 1) or not robust.any():
             # No whole-pixel change fits in a budget under 1/255: the images are the clean ones.
-            accuracy.append(float(clean_ok.mean()))
-            seconds.append(0.0)
+            by_budget[eps] = (float(robust.mean()), 0.0)
             continue
         cfg = p.robustness_config(eps)
-        # attack only what is still right: misclassified images are not robust anyway
-        res = attack.run(x[clean_ok], mask[clean_ok], targeted=False, config=cfg, progress=f"robustness eps={eps:g}")
-        accuracy.append(float((~res.success).sum() / len(x)))
-        seconds.append(float(res.seconds))
-        log.info("Robust accuracy at eps=%g/255: %.3f (%d images, %.1f s).", eps, accuracy[-1], len(x), res.seconds)
+        res = attack.run(x[robust], mask[robust], targeted=False, config=cfg, progress=f"robustness eps={eps:g}")
+        still = robust.copy()
+        still[robust] = ~np.asarray(res.success, dtype=bool)
+        robust = still
+        by_budget[eps] = (float(robust.sum() / len(x)), float(res.seconds))
+        log.info("Robust accuracy at eps=%g/255: %.3f (%d images attacked, %.1f s).", eps, by_budget[eps][0],
+                 int(len(res.success)), res.seconds)
+    accuracy = [by_budget[eps][0] for eps in rob.budgets]
+    seconds = [by_budget[eps][1] for eps in rob.budgets]
     cfg = p.robustness_config(max(max(rob.budgets), 1.0))
     attack_desc = {k: v for k, v in cfg.describe().items() if k not in ("epsilon", "step_size")}
     attack_desc |= {"batch_size": cfg.batch_size, "seed": cfg.seed,
