@@ -116,9 +116,10 @@ def main() -> int:
     print(f"{'ART 1.20 PGD':24s} {art_ok:8.2f} {art_s:8.3f} {art_linf:6.0f} {1.0:8.2f}x  {art_warm:.1f} s")
     for label, (ok, s, linf, warm_s, steps) in results.items():
         print(f"{label:24s} {ok:8.2f} {s:8.3f} {linf:6.0f} {art_s / s:8.2f}x  {warm_s:.1f} s (compile); mean steps to success {steps:.1f}")
-    best = results["ours (early stop)"]
-    verdict = best[0] >= art_ok and art_s / best[1] >= 2.0
-    print(f"\ntarget (>= 2x faster, success >= ART's): {'met' if verdict else 'NOT met'}")
+    like = results["ours (no early stop)"]  # like for like: the same gradient steps as ART
+    verdict = like[0] >= art_ok and art_s / like[1] >= 4.0
+    print(f"\ntarget (like for like, no early stop: >= 4x ART's speed, success >= ART's): "
+          f"{'met' if verdict else 'NOT met'} ({art_s / like[1]:.2f}x)")
     return 0
 
 
