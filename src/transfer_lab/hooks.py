@@ -113,6 +113,7 @@ class TransferLabHooks:
         self._device: dict[str, Any] | None = None
         self._runtime: Any = None
         self._logged = False
+        self._timings = RunTimings()
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -127,6 +128,7 @@ class TransferLabHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         check_overrides(run_params.get("runtime_params"), self._conf)
         self._logged = False
+        self._timings = RunTimings()
         cfg = getattr(self._context, "mlflow", None)  # kedro-mlflow's config (its public attribute)
         if not is_chief():
             # Multi-worker training: only the chief opens an MLflow run and writes files.
@@ -174,6 +176,7 @@ class TransferLabHooks:
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any]) -> None:
         from transfer_lab.io import tracking
 
+        self._timings.start(node)
         if not tracking.active():
             return
         # Kedro hands validated parameters to the nodes as Pydantic models, which kedro-mlflow
@@ -188,6 +191,47 @@ class TransferLabHooks:
         if self._runtime is not None:
             self._runtime.log()  # strategy, replicas, precision, XLA as runtime.used.* params + tags
         self._logged = True
+
+    @hook_impl
+    def after_node_run(self, node: Any, catalog: Any) -> None:
+        self._timings.stop(node)
+        if TIMINGS in catalog:
+            try:
+                catalog.save(TIMINGS, self._timings.report())
+            except Exception as exc:  # never fail a run on its timings
+                log.warning("Could not write the run's timings (%s): %s", TIMINGS, exc)
+
+
+#: The catalog entry the hook writes the run's seconds per pipeline to.
+TIMINGS = "run_timings@json"
+
+
+class RunTimings:
+    """Wall-clock seconds of a run's nodes, summed per pipeline (a node's namespace's first part)."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+        import time
+
+        self._clock = time.perf_counter
+        self.started = dt.datetime.now().isoformat(timespec="seconds")
+        self._t0 = self._clock()
+        self._open: dict[str, float] = {}
+        self.per_pipeline: dict[str, float] = {}
+
+    def start(self, node: Any) -> None:
+        self._open[node.name] = self._clock()
+
+    def stop(self, node: Any) -> None:
+        began = self._open.pop(node.name, None)
+        if began is None:
+            return
+        pipeline = (node.namespace or "").split(".")[0] or "(no pipeline)"
+        self.per_pipeline[pipeline] = self.per_pipeline.get(pipeline, 0.0) + self._clock() - began
+
+    def report(self) -> dict[str, Any]:
+        return {"started": self.started, "pipeline_s": {k: round(v, 2) for k, v in self.per_pipeline.items()},
+                "total_s": round(self._clock() - self._t0, 2)}
 
 
 def _conf_parameters(context: Any) -> dict[str, Any]:

@@ -20,6 +20,8 @@ def _inputs() -> dict:
     data["adversarial_metrics"] = {"success_rate": 1.0, "robust_accuracy": {"0": 0.9, "2": 0.0}}
     data.update({name: img for name in FIGURES})
     data["adversarial_figures"] = {"grid": img, "robust_accuracy": img, "cat_1": img}
+    data["run_timings@lazy"] = {"started": "2026-12-04T02:00:00", "total_s": 200.0,
+                                "pipeline_s": {"feature_extraction": 46.25, "fine_tuning": 120.0}}
     return data
 
 
@@ -69,3 +71,28 @@ def test_the_report_reads_each_figure_by_the_catalog_name_its_pipeline_writes():
     written = set().union(*(p.all_outputs() for name, p in pipelines.items() if name not in ("reporting", "__default__")))
     missing = sorted(set(REPORTS + FIGURES) - written)
     assert not missing, f"reporting reads {missing}, which no pipeline writes"
+
+
+def test_the_report_shows_the_seconds_per_pipeline_and_none_without_timings(tmp_path):
+    markdown = _run(_inputs(), tmp_path)["report.md"]
+    assert "## Time" in markdown and "| feature_extraction | 46.2 |" in markdown and "| 200.0 |" in markdown
+    data = _inputs()
+    data["run_timings@lazy"] = None  # no run wrote timings yet
+    assert "## Time" not in _run(data, tmp_path / "again")["report.md"]
+
+
+def test_the_hook_sums_each_pipelines_nodes():
+    from types import SimpleNamespace
+
+    from transfer_lab.hooks import RunTimings
+
+    clock = iter([0.0, 1.0, 3.0, 3.5, 10.0, 12.0])
+    t = RunTimings()
+    t._clock = lambda: next(clock)  # noqa: SLF001 - a fake clock
+    t._t0 = t._clock()
+    a = SimpleNamespace(name="a", namespace="feature_extraction")
+    b = SimpleNamespace(name="b", namespace="fine_tuning.inner")
+    t.start(a), t.stop(a)  # 1.0 -> 3.0
+    t.start(b), t.stop(b)  # 3.5 -> 10.0
+    report = t.report()
+    assert report["pipeline_s"] == {"feature_extraction": 2.0, "fine_tuning": 6.5} and report["total_s"] == 12.0

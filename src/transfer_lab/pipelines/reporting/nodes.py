@@ -77,6 +77,7 @@ def build_report(
     finetune_comparison_figure: Any,
     ideal_images_grid: Any,
     adversarial_figures: Mapping[str, Any],
+    run_timings: Any = None,
 ) -> dict[str, Any]:
     """The report folder: ``report.md`` and every figure it embeds (figures are catalog inputs, so a
     figure that was not written fails the run, naming the dataset and the pipeline that writes it)."""
@@ -140,4 +141,21 @@ def build_report(
                 *[f"| {k} | {_fmt(v)} |" for k, v in robust.items()], ""]
     out += [fig.add(f"adversarial_{key}", title, _adversarial(adversarial_figures, key))
             for key, title in ADVERSARIAL_FIGURES.items()] + [""]
+    out += _timings(run_timings)
     return {"report.md": "\n".join(out) + "\n", **fig.files}
+
+
+def _timings(run_timings: Any) -> list[str]:
+    """Seconds per pipeline of the run (the project hook's run_timings; a deferred load or the dict)."""
+    if run_timings is None or (hasattr(run_timings, "exists") and not run_timings.exists()):
+        return []
+    timings = run_timings() if callable(run_timings) else run_timings
+    per = _get(timings, "pipeline_s") or {}
+    if not per:
+        return []
+    lines = ["## Time", "", f"Wall-clock seconds per pipeline of the run started {_get(timings, 'started')} "
+             "(Kedro's start-up not included; also in MLflow as `time.pipeline_s.<pipeline>`).", "",
+             "| pipeline | seconds |", "|---|---|"]
+    lines += [f"| {name} | {float(sec):.1f} |" for name, sec in per.items()]
+    lines += [f"| all nodes, start to end | {float(_get(timings, 'total_s', sum(per.values()))):.1f} |", ""]
+    return lines
