@@ -15,6 +15,7 @@ from transfer_lab.params import (  # noqa: F401  (each module registers its sect
     feature_extraction,
     fine_tuning,
     head_training,
+    inference,
     reporting,
     runtime,
     visualization,

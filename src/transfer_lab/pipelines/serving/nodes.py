@@ -1,0 +1,92 @@
+"""serving: the unfamiliar-photo statistics (on the training photos' cached features only) and
+the MLflow serving model (decoder + classifier + statistics), registered per data set."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from transfer_lab.io import tracking
+from transfer_lab.models import unfamiliar
+from transfer_lab.models.choice import pick_classifier
+from transfer_lab.params.data import DataParams
+from transfer_lab.params.inference import InferenceParams, UnfamiliarParams
+
+log = logging.getLogger(__name__)
+
+
+def fit_unfamiliar_stats(features: dict[str, np.ndarray], head: Any,
+                         params: UnfamiliarParams) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit ``unfamiliar.method`` on the training features; threshold on the validation ones."""
+    for key in ("train_features", "train_labels", "val_features"):
+        if key not in features:
+            raise unfamiliar.UnfamiliarError(f"data/04_feature/features.npz lacks {key}. Run "
+                                             "`kedro run --pipelines=feature_extraction,head_training`.")
+    stats = unfamiliar.fit(features["train_features"], features["train_labels"], features["val_features"],
+                           method=params.method, k=params.k, max_flagged=params.max_flagged,
+                           head=unfamiliar.head_weights(head), seed=params.seed)
+    out = unfamiliar.summary(stats)
+    if len(features.get("test_features", [])):
+        out["test_flagged"] = float(unfamiliar.flag(stats, features["test_features"])[0].mean())
+    log.info("Unfamiliar flag (%s): threshold %.4f flags %.1f%% of the validation photos%s.", out["method"],
+             out["threshold"], 100 * out["val_flagged"],
+             f" and {100 * out['test_flagged']:.1f}% of the test photos" if "test_flagged" in out else "")
+    return stats, out
+
+
+def _test_accuracy(predictor: Any, features: dict[str, np.ndarray]) -> float | None:
+    """Accuracy of the serving predictor on the test photos (for a fine-tuned classifier)."""
+    from transfer_lab.data.imaging import ImageRejected
+
+    paths, labels = features.get("test_paths"), features.get("test_labels")
+    if paths is None or not len(paths):
+        return None
+    imgs, ys = [], []
+    for p, y in zip(paths, labels):
+        try:
+            imgs.append(predictor.decode(open(str(p), "rb").read()))
+            ys.append(int(y))
+        except (ImageRejected, OSError):
+            continue
+    if not imgs:
+        return None
+    probs, _, _ = predictor.predict_arrays(np.stack(imgs))
+    return float(np.mean(np.argmax(probs, 1) == np.asarray(ys)))
+
+
+def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head_metrics: dict[str, Any],
+                      features: dict[str, np.ndarray], params: InferenceParams, data: DataParams,
+                      finetuned: Any, head: Any) -> dict[str, Any]:
+    """Log decoder + ``inference.model`` classifier + unfamiliar statistics as one pyfunc model to
+    the run and register it (``inference.register``), champion = best test accuracy."""
+    from transfer_lab.serving import pyfunc
+    from transfer_lab.serving.predictor import Predictor, pool_model
+
+    max_pixels = int(params.max_pixels or data.max_pixels)
+    classifier = pick_classifier(params.model, "inference.model", finetuned=finetuned, head=head)
+    feature_model = pool_model(head()) if params.model == "finetuned" else None
+    metrics = {k: v for k, v in head_metrics.items() if k in ("accuracy", "top3_accuracy", "n_test")}
+    if params.model == "finetuned":
+        predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
+                              max_pixels=max_pixels)
+        metrics = {"accuracy": _test_accuracy(predictor, features)}
+    serve_config = {**config, "model": params.model, "max_pixels": max_pixels, "top_k": params.top_k,
+                    "unfamiliar": unfamiliar.summary(stats)}
+    info: dict[str, Any] = {"model": params.model, "test_accuracy": metrics.get("accuracy"), "logged": False}
+    if not params.register or not tracking.active():
+        log.info("Serving model not logged (%s).", "inference.register=false" if not params.register
+                 else "no MLflow run")
+        return info
+    import mlflow
+
+    run = mlflow.active_run()
+    name = params.registered_model_name or pyfunc.registered_name(
+        mlflow.get_experiment(run.info.experiment_id).name)
+    out = pyfunc.log_model(classifier, stats, serve_config, feature_model=feature_model,
+                           registered_model_name=name, test_metrics=metrics)
+    info.update(out, logged=True, run_id=run.info.run_id)
+    log.info("Serving model: models:/%s/%s (champion: version %s). Serve it with `mlflow models serve -m "
+             "models:/%s@champion --env-manager local`.", name, out.get("version"), out.get("champion"), name)
+    return info
