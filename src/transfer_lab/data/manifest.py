@@ -10,10 +10,13 @@ import numpy as np
 #: The columns data_ingestion writes, in this order: the photo's path, its class label, its split
 #: (train | val | test), the sha256 of its bytes, its size in pixels, its format as decoded (JPEG,
 #: PNG, GIF, ...), its size in bytes, the path of the first identical file ("" for an original)
-#: and its species (cat | dog for the pet layouts, "" otherwise), and its real path when it is a
-#: symbolic link (or lies under one) that resolves outside the source folder ("" otherwise).
+#: and its species (cat | dog for the pet layouts, "" otherwise), its real path when it is a
+#: symbolic link (or lies under one) that resolves outside the source folder ("" otherwise), the
+#: path of its near-duplicate group's representative ("" for the representative and for a photo
+#: with no near-duplicate; the whole group is in one split) and its perceptual hash
+#: (transfer_lab.data.neardup.PhotoHash.hex; "" for a plain photo).
 MANIFEST_COLUMNS = ("path", "label", "split", "sha256", "width", "height", "format", "n_bytes",
-                    "duplicate_of", "species", "resolved_path")
+                    "duplicate_of", "species", "resolved_path", "near_duplicate_of", "phash")
 #: The columns every reader of the manifest needs (the others are optional to a reader).
 REQUIRED_COLUMNS = ("path", "label", "split")
 #: The values of the ``split`` column, in the order pipelines report them.

@@ -35,6 +35,7 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _D = _dct_matrix(SIDE)[:LOW]                    # (LOW, SIDE): only the rows we keep
+_DT = np.ascontiguousarray(_D.T)
 # mirroring x -> SIDE-1-x multiplies horizontal frequency v by (-1)^v
 _MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
 
@@ -75,14 +76,23 @@ class PhotoHash:
         return "".join(f"{int(w):016x}" for h in (self.phash, self.mirror, self.centre) for w in h)
 
 
-def photo_hash(image: Image.Image | np.ndarray) -> PhotoHash:
-    """Hashes of decoded pixels (a PIL image or an (H, W, 3) uint8 array)."""
+#: a thumbnail whose grey levels vary less than this (standard deviation) is plain: its hash
+#: would be noise, equal to every other plain photo's, so it is not hashed
+PLAIN_STD = 2.0
+
+
+def photo_hash(image: Image.Image | np.ndarray) -> PhotoHash | None:
+    """Hashes of decoded pixels (a PIL image or an (H, W, 3) uint8 array); None for a plain
+    photo (one colour, see PLAIN_STD), which has nothing to match on."""
     whole, centre = _grey_thumbnails(image)
-    coeffs = (_D @ whole @ _D.T).reshape(-1)[1:]               # LOW*LOW - 1, DC dropped
-    inner = (_D @ centre @ _D.T).reshape(-1)[1:]
-    rows = np.stack([coeffs, coeffs * _MIRROR_SIGN, inner])
+    if whole.std() < PLAIN_STD:
+        return None
+    # both DCTs in one batched product; LOW*LOW - 1 coefficients each, DC dropped
+    coeffs = (_D @ np.stack([whole, centre]) @ _DT).reshape(2, -1)[:, 1:]
+    rows = np.stack([coeffs[0], coeffs[0] * _MIRROR_SIGN, coeffs[1]])
+    median = np.sort(rows, axis=1)[:, N_BITS // 2]          # N_BITS is odd: the middle value
     bits = np.zeros((3, N_WORDS * 64), bool)
-    bits[:, :N_BITS] = rows > np.median(rows, axis=1, keepdims=True)
+    bits[:, :N_BITS] = rows > median[:, None]
     words = np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
     return PhotoHash(words[0], words[1], words[2])
 
@@ -172,7 +182,7 @@ def best_matches(n: int, pairs: list[tuple[int, int, int, bool]]) -> dict[int, t
     return best
 
 
-def hash_file(path: str, *, min_side: int = 1, max_pixels: int | None = None) -> PhotoHash:
+def hash_file(path: str, *, min_side: int = 1, max_pixels: int | None = None) -> PhotoHash | None:
     """Decode one file with the project's decoder and hash it (tests, tools; ingestion hashes the
     pixels its check already decoded)."""
     from transfer_lab.data.imaging import load_rgb
@@ -203,3 +213,39 @@ def near_duplicate_table(paths: list[str], hashes: list[PhotoHash], threshold: i
         for i, (j, d, m) in sorted(best.items())
     ]
     return pd.DataFrame(rows, columns=["path", "group", "match", "distance", "kind"])
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Near-duplicate groups of ``n`` photos: ``rep[i]`` the index of the group's representative
+    (``i`` itself for a photo with no near-duplicate) and, for each photo in a group, its closest
+    fellow member within the threshold: ``best[i] = (j, distance, mirrored)``."""
+
+    rep: np.ndarray
+    best: dict[int, tuple[int, int, bool]]
+
+    def members(self) -> list[int]:
+        """Indices of the photos in a group of two or more, in order."""
+        return sorted(self.best)
+
+
+def find_groups(hashes: list[PhotoHash | None], threshold: int = DEFAULT_THRESHOLD,
+                sizes: list[int] | np.ndarray | None = None) -> Groups:
+    """Group photos whose hashes are within ``threshold`` bits (any reading, see :func:`distances`;
+    chains join: union-find). A group's representative is its largest photo (``sizes``, e.g.
+    pixels), the first one on a tie. A photo without a hash (None: plain) is in no group."""
+    n = len(hashes)
+    have = [i for i, h in enumerate(hashes) if h is not None]
+    local = close_pairs(stack([hashes[i] for i in have]), threshold) if have else []
+    pairs = [(have[a], have[b], d, m) for a, b, d, m in local]
+    root = groups(n, pairs)
+    size = np.zeros(n) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    rep = np.arange(n)
+    chosen: dict[int, int] = {}
+    for i in range(n):  # i ascending: on a tie the first member stays
+        r = int(root[i])
+        if r not in chosen or size[i] > size[chosen[r]]:
+            chosen[r] = i
+    for i in range(n):
+        rep[i] = chosen[int(root[i])]
+    return Groups(rep=rep, best=best_matches(n, pairs))

@@ -105,14 +105,41 @@ def out_of_fold_probabilities(
     return probs
 
 
-def confident_learning(probs: np.ndarray, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per photo: ``flagged``, ``suggested`` (class index), ``score`` (margin: best other class
-    over its threshold minus the given label's probability; higher = more likely wrong) and
-    ``self_confidence``; and the per-class thresholds (mean self-confidence of each class)."""
+def neighbour_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, k: int = 10,
+                            chunk: int = 1024) -> np.ndarray:
+    """(n, n_classes) leave-one-out k-nearest-neighbour votes (cosine similarity of the features):
+    the share of each photo's ``k`` most similar other photos in each class."""
+    xu = _unit(np.asarray(x, np.float32))
+    k = int(max(1, min(k, len(y) - 1)))
+    out = np.zeros((len(y), n_classes), np.float64)
+    for start in range(0, len(y), chunk):
+        sim = xu[start:start + chunk] @ xu.T
+        sim[np.arange(len(sim)), np.arange(start, start + len(sim))] = -np.inf  # not itself
+        idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        votes = y[idx]
+        for j in range(n_classes):
+            out[start:start + len(sim), j] = (votes == j).mean(axis=1)
+    return out
+
+
+def confident_learning(probs: np.ndarray, y: np.ndarray, rule: str = "confident") -> tuple[pd.DataFrame, np.ndarray]:
+    """Per photo: ``flagged``, ``suggested`` (class index), ``score`` (margin: the best other
+    class's probability minus the given label's; higher = more likely wrong) and
+    ``self_confidence``; and the per-class thresholds (mean self-confidence of each class).
+
+    ``rule="confident"`` (confident learning): flagged when the given label is under its class's
+    threshold while another class is over its own. ``rule="predicted"`` (cleanlab's
+    ``predicted_neq_given``): flagged when another class is more likely than the given label and
+    the given label is under its threshold (more photos flagged; the margin ranks them)."""
     n, k = probs.shape
     thresholds = np.asarray([probs[y == j, j].mean() if (y == j).any() else 1.0 for j in range(k)])
     given = probs[np.arange(n), y]
-    above = probs >= thresholds[None, :]
+    if rule == "predicted":
+        above = probs > given[:, None]
+    elif rule == "confident":
+        above = probs >= thresholds[None, :]
+    else:
+        raise AuditError(f"audit.label_issues.rule={rule} is not valid: use confident or predicted.")
     above[np.arange(n), y] = False
     other = np.where(above, probs, -np.inf)
     suggested = other.argmax(axis=1)

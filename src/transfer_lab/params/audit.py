@@ -3,7 +3,7 @@ feature space, likely label errors (k-fold confident learning), outliers and the
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,16 @@ class LabelIssueParams(KeyedParams):
                                          "found 9 of 20 moved photos instead of 18 in a test); null = none", 256,
                                    ge=2)
     seed: int = param(42, "Seed of the folds: a whole number, 0 or more", 1, ge=0)
+    # Measured on seeded PetImages sets (150 photos a class, 20 moved, MobileNetV2 at 128 px, two
+    # sets): moved photos in the top 40 were 15 and 19 with the logistic regression and the
+    # confident rule, 20 and 19 with the regression averaged with 10 neighbours and the predicted rule.
+    neighbours: int = param(10, "Nearest neighbours (cosine) whose labels are averaged with the logistic "
+                                "regression's out-of-fold probabilities: a whole number, 0 (the regression "
+                                "alone) or more", 20, ge=0)
+    rule: Literal["confident", "predicted"] = param(
+        "predicted", "Use predicted (flagged when another class is more likely than the given label and the given "
+                     "label is under its class's mean confidence) or confident (another class over its own mean "
+                     "confidence: fewer flagged)", "confident")
 
 
 class OutlierParams(KeyedParams):

@@ -70,6 +70,33 @@ class SplitParams(KeyedParams):
         return {"train": float(self.train), "val": float(self.val), "test": float(self.test)}
 
 
+class NearDuplicateParams(KeyedParams):
+    """``data.near_duplicates``: photos whose perceptual hashes (of the decoded pixels, their
+    mirror and their centre) are within ``threshold`` bits of 255 form a group that lands in one
+    split, as identical files do; ``keep: one`` keeps only the largest photo of each group."""
+
+    where: ClassVar[str] = "data.near_duplicates"
+    conf_file: ClassVar[str | None] = _CONF
+
+    # Measured on ../shared (transfer_lab.data.neardup.DEFAULT_THRESHOLD): copies <= 40 bits from
+    # their originals, 2 of 2,160,081 pairs of different photos under 80.
+    threshold: int = param(56, "Hamming distance in bits (of 255) up to which two photos are near-duplicates: a "
+                               "whole number from 0 (identical hashes only) to 128", 48, ge=0, le=128)
+    keep: Literal["all", "one"] = param("all", "Use all (every photo stays, each group in one split) or one (only "
+                                               "the largest photo of each group stays; the others go to "
+                                               "rejected_images.csv as near_duplicate)", "one")
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        return _whole_number("data.near_duplicates.threshold", value)
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 @section("data", conf_file=_CONF)
 class DataParams(KeyedParams):
     """``data``: the photos (a folder, an archive or a URL), their layout and labels, the split,
@@ -83,6 +110,7 @@ class DataParams(KeyedParams):
     layout: Layout = param("auto", "Use one of auto, oxford_pets, pet_images, folders", "folders")
     labels: Labels = param("breed", "Use breed or species (pet layouts; pet_images only has species)", "species")
     split: SplitParams = SplitParams()
+    near_duplicates: NearDuplicateParams = NearDuplicateParams()
     min_side: int = param(32, "Images with a shorter side are rejected (too_small): a whole number, 1 or more",
                           64, ge=1)
     max_pixels: int = param(89_478_485, "Larger images are rejected (too_large: decompression bombs): a whole "

@@ -99,21 +99,30 @@ def test_pipeline_on_an_in_memory_catalog(make_image, tmp_path):
             make_image(path, size=(40, 40), seed=len(new))
             new.append(str(path))
         feats[key] = np.asarray(new)
-    manifest = pd.DataFrame({"path": np.concatenate([feats[f"{s}_paths"] for s in ("train", "val", "test")])})
+    # data_ingestion's table: photos 1 and 2 are one group (the hash found them, one split)
+    paths = feats["train_paths"]
+    ingestion = pd.DataFrame({"path": [paths[1], paths[2]], "group": [paths[1]] * 2, "match": [paths[2], paths[1]],
+                              "distance": [12, 12], "kind": ["hash", "hash"], "split": ["train"] * 2,
+                              "label": ["c0"] * 2})
     catalog = DataCatalog({
-        "features": MemoryDataset(feats), "manifest@csv": MemoryDataset(manifest),
+        "features": MemoryDataset(feats), "near_duplicates": MemoryDataset(ingestion),
         "params:audit": MemoryDataset(AuditParams(near_duplicates={"similarity": 0.98}, gallery={"n": 4})),
     })
-    for name in ("near_duplicates", "label_issues", "audit_outliers", "audit_report", "label_issues_gallery",
-                 "outliers_gallery"):
+    for name in ("audit_near_duplicates", "label_issues@csv", "audit_outliers", "audit_report",
+                 "label_issues_gallery", "outliers_gallery"):
         catalog[name] = _Kept()
     SequentialRunner().run(create_pipeline(), catalog)
-    issues = catalog.load("label_issues")
+    issues = catalog.load("label_issues@csv")
     assert list(issues.columns) == ["path", "split", "given", "suggested", "score"]
     assert {p.rsplit("_", 1)[-1] for p in issues["path"][:2]} == {"47.jpg", "90.jpg"}
     assert issues["score"].is_monotonic_decreasing
-    near = catalog.load("near_duplicates")
-    assert set(near["kind"]) == {"features"} and near["path"].str.endswith("copy.jpg").any()
+    near = catalog.load("audit_near_duplicates")
+    assert list(near.columns) == ["path", "group", "match", "distance", "kind", "split", "label"]
+    assert near["kind"].tolist() == ["hash", "hash", "features", "features"]  # ingestion's rows first
+    assert near["path"].iloc[:2].tolist() == ingestion["path"].tolist()
+    copies = near[near["kind"] == "features"]
+    assert copies["path"].str.endswith("copy.jpg").any() and set(copies["split"]) == {"train", "test"}
     report = catalog.load("audit_report")
     assert report["n_label_issues"] == len(issues) and report["n_near_duplicates_features"] == 2
+    assert report["n_near_duplicates_hash"] == 2
     assert catalog.load("label_issues_gallery") is not None

@@ -291,7 +291,7 @@ def test_links_out_of_the_source_are_followed_and_listed(tmp_path):
     assert by_path[str(src / "dogs" / "d1.png")] == str((elsewhere / "dogs" / "d1.png").resolve())
     assert by_path[str(src / "cats" / "own.png")] == ""
     assert by_path[str(src / "cats" / "inner_link.png")] == ""
-    manifest, _, _ = nodes.split_images(images, rejected, DataParams(source=str(src), split={"train": 0.5,
+    manifest, _, _, _ = nodes.split_images(images, rejected, DataParams(source=str(src), split={"train": 0.5,
                                                                                          "val": 0.5, "test": 0}))
     assert "resolved_path" in manifest.columns
     assert sorted(p for p in manifest.resolved_path if p) == sorted(

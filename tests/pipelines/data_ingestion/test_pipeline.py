@@ -50,7 +50,7 @@ def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
     catalog = DataCatalog({"params:data": MemoryDataset(data)})
     outputs = SequentialRunner().run(create_pipeline(), catalog)
 
-    assert set(outputs) == {"manifest@csv", "rejected_images", "ingestion_summary"}
+    assert set(outputs) == {"manifest@csv", "rejected_images", "ingestion_summary", "near_duplicates"}
     manifest = outputs["manifest@csv"].load()
     rejected = outputs["rejected_images"].load()
     summary = outputs["ingestion_summary"].load()
@@ -58,11 +58,22 @@ def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
     assert set(manifest.path) == {str(p) for p in good} | {str(src / "ant" / "copy_of_0.jpg")}
     assert sorted(map(os.path.basename, rejected.path)) == ["Thumbs.db", "cut.jpg", "empty.jpg", "page.jpg", "tiny.jpg"]
     unique = manifest[manifest.duplicate_of == ""]
-    assert unique.groupby("label").split.value_counts().to_dict() == {
-        ("ant", "train"): 7, ("ant", "val"): 3, ("ant", "test"): 3,  # 13 distinct ant photos
-        ("bee", "train"): 7, ("bee", "val"): 3, ("bee", "test"): 3,
+    # gif_named.jpg and cmyk.jpg are ant 7 and ant 8 (same seed) in other formats: near-duplicates,
+    # each pair in one split (cmyk.jpg even lies in the bee folder); 12 units a class then split 6/3/3.
+    near = outputs["near_duplicates"].load()
+    pairs = {("gif_named.jpg", "7.jpg"), ("7.jpg", "gif_named.jpg"), ("cmyk.jpg", "8.jpg"), ("8.jpg", "cmyk.jpg")}
+    assert set(zip(near.path.map(os.path.basename), near.match.map(os.path.basename))) == pairs
+    by_path = manifest.set_index("path")
+    for copy, original in (("ant/gif_named.jpg", "ant/7.jpg"), ("bee/cmyk.jpg", "ant/8.jpg")):
+        assert by_path.split[str(src / copy)] == by_path.split[str(src / original)]
+        assert by_path.near_duplicate_of[str(src / copy)] == str(src / original)  # the larger or first photo
+    units = unique[unique.near_duplicate_of == ""]
+    assert units.groupby("label").split.value_counts().to_dict() == {
+        ("ant", "train"): 6, ("ant", "val"): 3, ("ant", "test"): 3,
+        ("bee", "train"): 6, ("bee", "val"): 3, ("bee", "test"): 3,
     }
     assert summary["n_duplicates"] == 1 and summary["n_rejected"] == 5 and summary["source"] == str(src)
+    assert summary["n_near_duplicates"] == 4 and summary["n_near_duplicate_groups"] == 2
     assert summary["split_counts"] == {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")}
 
 

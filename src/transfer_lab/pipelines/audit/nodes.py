@@ -1,4 +1,4 @@
-"""Nodes of the audit pipeline: the cached features (and the manifest) in, the audit tables,
+"""Nodes of the audit pipeline: the cached features and data_ingestion's near-duplicates in, the audit tables,
 galleries and counts out."""
 
 from __future__ import annotations
@@ -16,36 +16,16 @@ from transfer_lab.params.audit import AuditParams
 
 log = logging.getLogger(__name__)
 
-NEAR_COLUMNS = ["path", "group", "match", "distance", "kind"]
+#: the columns of near_duplicates.csv (data_ingestion) and audit_near_duplicates.csv (the audit)
+NEAR_COLUMNS = ["path", "group", "match", "distance", "kind", "split", "label"]
 ISSUE_COLUMNS = ["path", "split", "given", "suggested", "score"]
 OUTLIER_COLUMNS = ["path", "split", "label", "nearest_class", "score"]
 
 
-def hash_near_duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The ingestion's groups (manifest ``near_duplicate_of``, set before the split), each member
-    with its closest fellow member by the perceptual hash (manifest ``phash``)."""
-    if not {"near_duplicate_of", "phash"} <= set(manifest.columns):
-        return pd.DataFrame(columns=NEAR_COLUMNS)
-    rows = manifest[manifest["phash"].fillna("").astype(str) != ""]
-    group = rows["near_duplicate_of"].fillna("").astype(str)
-    group = group.where(group != "", rows["path"].astype(str))
-    out = []
-    for rep, members in rows.groupby(group, sort=True):
-        if len(members) < 2:
-            continue
-        paths = members["path"].astype(str).tolist()
-        stacked = neardup.stack([neardup.from_hex(h) for h in members["phash"].astype(str)])
-        dist, mirrored = neardup.distances(stacked, stacked)
-        np.fill_diagonal(dist, np.iinfo(np.int32).max)
-        for i, p in enumerate(paths):
-            j = int(dist[i].argmin())
-            out.append((p, rep, paths[j], int(dist[i, j]), "hash_mirror" if mirrored[i, j] else "hash"))
-    return pd.DataFrame(out, columns=NEAR_COLUMNS)
-
-
 def _feature_near_duplicates(fs: audit.FeatureSet, pairs: pd.DataFrame, hash_rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows for the feature-space pairs the hash did not already group together."""
-    known_group = dict(zip(hash_rows["path"], hash_rows["group"]))
+    """Rows for the feature-space pairs the hash did not already group together (the group: the
+    first photo of the pairs' chain; the match: the most similar partner)."""
+    known_group = dict(zip(hash_rows["path"].astype(str), hash_rows["group"].astype(str)))
     uf_index = {p: i for i, p in enumerate(fs.paths)}
     new = [(a, b, s) for a, b, s in pairs.itertuples(index=False)
            if known_group.get(a, a) != known_group.get(b, b)]
@@ -59,20 +39,23 @@ def _feature_near_duplicates(fs: audit.FeatureSet, pairs: pd.DataFrame, hash_row
         for p, q in ((a, b), (b, a)):
             if p not in best or s > best[p][1]:
                 best[p] = (q, s)
-    rows = [(p, str(fs.paths[uf.find(uf_index[p])]), q, round(1.0 - s, 5), "features")
+    rows = [(p, str(fs.paths[uf.find(uf_index[p])]), q, round(1.0 - s, 5), "features", str(fs.splits[uf_index[p]]),
+             fs.class_names[int(fs.labels[uf_index[p]])])
             for p, (q, s) in sorted(best.items())]
     return pd.DataFrame(rows, columns=NEAR_COLUMNS)
 
 
 def audit_features(
-    features: dict[str, np.ndarray], manifest: pd.DataFrame, audit_params: AuditParams
+    features: dict[str, np.ndarray], near_duplicates: pd.DataFrame, audit_params: AuditParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """near_duplicates, label_issues (most likely first), outliers and the counts (audit.json)."""
+    """audit_near_duplicates (data_ingestion's near_duplicates and, below them, the feature-space
+    pairs across splits the hash missed), label_issues (most likely first), outliers and the
+    counts (audit.json)."""
     start = time.perf_counter()
     fs = audit.feature_set(features)
     names = fs.class_names
 
-    hash_rows = hash_near_duplicates(manifest)
+    hash_rows = near_duplicates.reindex(columns=NEAR_COLUMNS)
     pairs = audit.cross_split_pairs(fs, audit_params.near_duplicates.similarity)
     feature_rows = _feature_near_duplicates(fs, pairs, hash_rows)
     near = pd.concat([hash_rows, feature_rows], ignore_index=True).reindex(columns=NEAR_COLUMNS)
@@ -80,7 +63,9 @@ def audit_features(
     li = audit_params.label_issues
     probs = audit.out_of_fold_probabilities(fs.features, fs.labels, len(names), folds=li.folds, c=li.c,
                                             max_iter=li.max_iter, seed=li.seed, components=li.components)
-    cl, thresholds = audit.confident_learning(probs, fs.labels)
+    if li.neighbours:
+        probs = 0.5 * probs + 0.5 * audit.neighbour_probabilities(fs.features, fs.labels, len(names), li.neighbours)
+    cl, thresholds = audit.confident_learning(probs, fs.labels, li.rule)
     flagged = cl[cl["flagged"]].sort_values("score", ascending=False, kind="stable")
     issues = pd.DataFrame({
         "path": fs.paths[flagged.index],

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(check_images, ["source_folder", "refused_entries", "params:data"],
                  ["checked_images", "checked_rejected"], name="check_images"),
             node(split_images, ["checked_images", "checked_rejected", "params:data"],
-                 ["manifest@csv", "rejected_images", "ingestion_summary"], name="split_images"),
+                 ["manifest@csv", "rejected_images", "ingestion_summary", "near_duplicates"], name="split_images"),
         ],
         namespace="data_ingestion",
         prefix_datasets_with_namespace=False,
