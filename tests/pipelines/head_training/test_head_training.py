@@ -121,9 +121,50 @@ def test_classifier_is_backbone_plus_head():
         assemble_classifier(head, BACKBONE, feats)
 
 
-def test_pipeline_on_an_in_memory_catalog():
+def _with_paths(feats):
+    for split in ("train", "val", "test"):
+        feats[f"{split}_paths"] = np.asarray([f"/p/{split}/{i}.jpg" for i in range(len(feats[f"{split}_labels"]))])
+    return feats
+
+
+def test_exclude_label_issues_leaves_the_flagged_photos_out(caplog):
+    from transfer_lab.pipelines.head_training.nodes import flagged_mask
+
+    feats = _with_paths(blobs())
+    wrong = [0, 13, 30]  # train photos given another class's label
+    for i in wrong:
+        feats["train_labels"][i] = (feats["train_labels"][i] + 1) % len(CLASSES)
+    issues = pd.DataFrame({"path": [f"/p/train/{i}.jpg" for i in wrong] + ["/p/val/2.jpg", "/p/train/5.jpg"],
+                           "split": ["train"] * 3 + ["val", "train"],
+                           "given": [CLASSES[feats["train_labels"][i]] for i in wrong] + ["ant", "cow"],
+                           "suggested": "bee", "score": 0.9})
+    flagged = dict(zip(issues.path, issues.given))
+    keep = flagged_mask(feats, "train", flagged)
+    assert np.nonzero(~keep)[0].tolist() == wrong  # train/5 is an ant now: an older labelling's row is ignored
+    assert np.nonzero(~flagged_mask(feats, "val", flagged))[0].tolist() == [2]
+    caplog.set_level("INFO")
+    head, _ = train_head(feats, HeadTrainingParams(epochs=4, patience=2), ONE_DEVICE, issues)
+    assert "3 train and 1 val photo(s) the audit flagged are left out" in caplog.text
+    caplog.clear()
+    train_head(feats, HeadTrainingParams(epochs=2, exclude_label_issues=False), ONE_DEVICE, issues)
+    assert "left out" not in caplog.text
+
+
+def test_exclude_label_issues_without_the_audit_warns_and_trains_on_everything(tmp_path, caplog):
+    from transfer_lab.io.datasets import Deferred, TableDataset
+
+    missing = Deferred(TableDataset(filepath=str(tmp_path / "label_issues.csv")))
+    head, history = train_head(_with_paths(blobs()), HeadTrainingParams(epochs=2), ONE_DEVICE, missing)
+    assert "kedro run --pipelines=audit" in caplog.text and len(history["loss"]) >= 1
+    with pytest.raises(HeadTrainingError, match="kedro run --pipelines=audit"):
+        train_head(blobs(), HeadTrainingParams(epochs=2), ONE_DEVICE, pd.DataFrame({"file": ["x"]}))
+
+
+def test_pipeline_on_an_in_memory_catalog(tmp_path):
     """The pipeline as Kedro runs it (SequentialRunner), on in-memory data: features in; head,
     history, metrics, figures, classifier, class names and classifier config out."""
+    from transfer_lab.io.datasets import Deferred, TableDataset
+
     feats = blobs()
     outputs = ["head", "head_history", "head_metrics", "head_confusion_matrix", "head_training_curves",
                "head_classifier@keras", "class_names@json", "classifier_config"]
@@ -132,6 +173,8 @@ def test_pipeline_on_an_in_memory_catalog():
         "params:head_training": MemoryDataset(HeadTrainingParams(epochs=6, patience=3)),
         "params:runtime": MemoryDataset(ONE_DEVICE),
         "params:backbone": MemoryDataset(BACKBONE),
+        "label_issues@lazy": MemoryDataset(Deferred(TableDataset(filepath=str(tmp_path / "none.csv"))),
+                                           copy_mode="assign"),
         **{name: MemoryDataset(copy_mode="assign") for name in outputs},
     })
     SequentialRunner().run(create_pipeline(), catalog)

@@ -61,8 +61,38 @@ class _EpochBar:
         return Bar()
 
 
+def flagged_mask(features: dict[str, np.ndarray], split: str, flagged: dict[str, str]) -> np.ndarray:
+    """True for the photos of ``split`` to keep: all but those the audit flagged (``flagged``:
+    path -> the label the audit saw), when their label is still the one the audit saw (a table
+    from an earlier labelling of the photos leaves them in)."""
+    n = len(features[f"{split}_labels"])
+    if not flagged or f"{split}_paths" not in features:
+        return np.ones(n, bool)
+    names = [str(c) for c in features["class_names"]]
+    paths = np.asarray(features[f"{split}_paths"], dtype=str)
+    labels = np.asarray(features[f"{split}_labels"])
+    return np.asarray([flagged.get(p) != names[int(y)] for p, y in zip(paths, labels)], bool)
+
+
+def _flagged_paths(params: HeadTrainingParams, label_issues: Any) -> dict[str, str]:
+    """path -> given label of the photos the audit flagged, when ``head_training.exclude_label_issues``
+    (empty, with a warning saying what to run, when the audit has not run)."""
+    if not params.exclude_label_issues:
+        return {}
+    if label_issues is None or (hasattr(label_issues, "exists") and not label_issues.exists()):
+        log.warning("head_training.exclude_label_issues=true but data/08_reporting/label_issues.csv does not exist: "
+                    "training on every photo. Run `kedro run --pipelines=audit` first (after feature_extraction) to "
+                    "leave out the photos it flags, or set --params \"head_training.exclude_label_issues=false\".")
+        return {}
+    table = label_issues() if callable(label_issues) else label_issues
+    if not {"path", "given"} <= set(table.columns):
+        raise HeadTrainingError("data/08_reporting/label_issues.csv lacks the path or given column: it was not "
+                                "written by this project's audit. Run `kedro run --pipelines=audit`.")
+    return dict(zip(table["path"].astype(str), table["given"].astype(str)))
+
+
 def train_head(
-    features: dict[str, np.ndarray], params: HeadTrainingParams, runtime: RuntimeParams
+    features: dict[str, np.ndarray], params: HeadTrainingParams, runtime: RuntimeParams, label_issues: Any = None
 ) -> tuple[Any, dict[str, list[float]]]:
     """Dropout + dense logits + softmax on the pooled features, Adam, early stopping on the
     validation loss (best weights restored). Seeded: the same inputs give the same head.
@@ -70,7 +100,9 @@ def train_head(
     With ``flip_augment`` the mirror-image features (feature_extraction.flip_augment) join the
     training samples; with ``class_weight`` classes weigh by 1/frequency; with ``refit_on_val`` a
     fresh head is then trained on train + val for the best number of epochs found (the test split
-    is never used for any choice).
+    is never used for any choice). With ``exclude_label_issues`` the photos the audit flagged
+    (``label_issues``: the table or a deferred load of it) are left out of the training samples
+    (train, and val in the refit); early stopping still watches the whole val split.
     """
     import keras
 
@@ -86,14 +118,23 @@ def train_head(
         log.info("No mirror-image features in features.npz (feature_extraction.flip_augment=false): training on "
                  "the photos only.")
 
+    flagged = _flagged_paths(params, label_issues)
+    if flagged:
+        left_out = {s: int((~flagged_mask(features, s, flagged)).sum()) for s in ("train", "val")}
+        log.info("head_training.exclude_label_issues: %d train and %d val photo(s) the audit flagged are left out "
+                 "of training (%d flagged in all).", left_out["train"], left_out["val"], len(flagged))
+        tracking.log_metrics({"head.excluded_label_issues_train": left_out["train"],
+                              "head.excluded_label_issues_val": left_out["val"]})
+
     def samples(splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for split in splits:
-            xs.append(features[f"{split}_features"])
-            ys.append(features[f"{split}_labels"])
+            keep = flagged_mask(features, split, flagged)
+            xs.append(features[f"{split}_features"][keep])
+            ys.append(features[f"{split}_labels"][keep])
             if use_flip and f"{split}_features_flip" in features:
-                xs.append(features[f"{split}_features_flip"])
-                ys.append(features[f"{split}_labels"])
+                xs.append(features[f"{split}_features_flip"][keep])
+                ys.append(features[f"{split}_labels"][keep])
         return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
 
     rt = setup_runtime(runtime)  # runtime.*: strategy, precision, XLA (parameters_runtime.yml)

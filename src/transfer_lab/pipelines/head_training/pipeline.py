@@ -6,7 +6,8 @@ from .nodes import assemble_classifier, evaluate_head, train_head
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            node(train_head, ["features", "params:head_training", "params:runtime"], ["head", "head_history"],
+            node(train_head, ["features", "params:head_training", "params:runtime", "label_issues@lazy"],
+                 ["head", "head_history"],
                  name="train_head"),
             node(evaluate_head, ["head", "features", "head_history"],
                  ["head_metrics", "head_confusion_matrix", "head_training_curves"], name="evaluate_head"),
