@@ -95,7 +95,7 @@ class TransferLabModel(mlflow.pyfunc.PythonModel if mlflow else object):  # type
         self.predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
                                    max_pixels=config.get("max_pixels"), top_k=config.get("top_k", 3))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # no type hints: mlflow would infer a schema from them
         import pandas as pd
 
         from transfer_lab.data.imaging import ImageRejected
