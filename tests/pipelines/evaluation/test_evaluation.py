@@ -71,7 +71,8 @@ def test_pipeline_scores_a_tiny_model(tmp_path, make_image):
     data = {"params:evaluation": EvaluationParams(model="head", source=str(tmp_path / "PetImages"), n_worst=2),
             "classifier_config": {"class_names": ["cat", "dog"]},
             "head_classifier@lazy": deferred(model),
-            "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras")}
+            "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras"),
+            "unfamiliar_stats@lazy": deferred(missing=tmp_path / "unfamiliar.npz")}  # serving not run: n_unfamiliar null
     catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
     for k in ("evaluation_report", "predictions", "evaluation_mistakes"):
         catalog[k] = MemoryDataset(copy_mode="assign")

@@ -236,3 +236,45 @@ def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
               for p, t, q, c in worst[["path", "_truth", "_predicted", "confidence"]].itertuples(index=False)]
     return plots.image_grid(images, titles, ncols=4, suptitle=f"Worst mistakes ({len(worst)} most confident)",
                             title_colors=["red"] * len(titles))
+
+
+# ------------------------------------------------------------------------------------------
+# The unfamiliar-photo flag on the scored photos (issue 16: models.unfamiliar, fitted by serving)
+
+
+def flag_unfamiliar(scored: pd.DataFrame, stats: Any, evaluation: EvaluationParams, head: Any) -> tuple[dict[str, Any], Any]:
+    """``n_unfamiliar`` (photos unlike every training photo, on head_training's features, which the
+    statistics were fitted on) and a gallery of the flagged photos, strangest first. Without
+    data/06_models/unfamiliar.npz (run serving) n_unfamiliar is null."""
+    from transfer_lab.models import unfamiliar
+    from transfer_lab.models.predict import predict_array
+    from transfer_lab.reports import plots
+    from transfer_lab.serving.predictor import pool_model
+
+    decoded = (scored["error"] == "").to_numpy()
+    if stats is None or not stats.exists() or not head.exists() or not decoded.any():
+        fig, ax = plots.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No unfamiliar-photo statistics (run serving)" if decoded.any() else "No photos",
+                ha="center", va="center")
+        return {"n_unfamiliar": None, "unfamiliar": []}, fig
+    model = pool_model(head())
+    size = int(model.input_shape[1])
+    paths = scored.loc[decoded, "path"].tolist()
+    x = np.stack([_decode(p, size) for p in paths]).astype(np.float32)
+    flags, scores = unfamiliar.flag(stats(), predict_array(model, x, batch_size=evaluation.batch_size))
+    flagged = sorted(((float(s), p) for p, f, s in zip(paths, flags, scores) if f), reverse=True)
+    out = {"n_unfamiliar": int(flags.sum()), "unfamiliar_share": float(flags.mean()),
+           "unfamiliar": [{"path": p, "score": round(s, 6)} for s, p in flagged]}
+    log.info("Unfamiliar photos: %d of %d.", out["n_unfamiliar"], len(paths))
+    shown = flagged[: max(evaluation.n_worst, 1)]
+    if not shown:
+        fig, ax = plots.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No unfamiliar photos among {len(paths)}", ha="center", va="center")
+        return out, fig
+    from transfer_lab.data.imaging import load_rgb
+
+    return out, plots.image_grid([load_rgb(p, 160) for _, p in shown],
+                                 [f"{Path(p).name}\nscore {s:.3f}" for s, p in shown], ncols=4,
+                                 suptitle=f"Unfamiliar photos ({len(flagged)} of {len(paths)} flagged)")

@@ -3,7 +3,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import predict_images, report, scan_source
+from .nodes import flag_unfamiliar, predict_images, report, scan_source
 
 MODELS = ["finetuned_classifier@lazy", "head_classifier@lazy"]
 
@@ -18,6 +18,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(report, ["evaluation_probs", "evaluation_scored", "evaluation_scan", "classifier_config",
                           "params:evaluation"],
                  ["evaluation_report", "predictions", "evaluation_mistakes"], name="report"),
+            node(flag_unfamiliar, ["evaluation_scored", "unfamiliar_stats@lazy", "params:evaluation",
+                                   "head_classifier@lazy"],
+                 ["evaluation_unfamiliar", "evaluation_unfamiliar_gallery"], name="flag_unfamiliar"),
         ],
         namespace="evaluation",
         prefix_datasets_with_namespace=False,
