@@ -84,7 +84,7 @@ def test_inference_pipeline_gives_the_served_answers(tmp_path, served):
         (src / name).write_bytes(jpeg_bytes(photo(c, 3), "PNG" if name.endswith("png") else "JPEG"))
     (src / "d_notes.txt").write_text("not a photo")
     data = {"params:inference": InferenceParams(model="head", source=str(src), top_k=2), "params:data": DataParams(),
-            "classifier_config": {"class_names": CLASSES}, "unfamiliar_stats": tiny_stats(),
+            "classifier_config": {"class_names": CLASSES}, "unfamiliar_stats@npz": tiny_stats(),
             "head_classifier@lazy": deferred(tiny_classifier()),
             "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras")}
     catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
@@ -136,3 +136,25 @@ def test_champion_is_the_best_test_accuracy(tmp_path, monkeypatch):
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     assert client.get_model_version(name, "3").tags["test_accuracy"] == "0.95"
     mlflow.set_tracking_uri(None)
+
+
+def test_evaluation_counts_and_shows_the_unfamiliar_photos(tmp_path):
+    from matplotlib.figure import Figure
+
+    from tests.pipelines.adversarial.test_pipeline import deferred
+    from tests.pipelines.serving.tiny import tiny_classifier
+    from transfer_lab.params.evaluation import EvaluationParams
+    from transfer_lab.pipelines.evaluation.nodes import flag_unfamiliar
+
+    paths = []
+    for name, c in (("red.jpg", RED), ("blue.jpg", BLUE), ("green.jpg", GREEN), ("green2.jpg", GREEN)):
+        (tmp_path / name).write_bytes(jpeg_bytes(photo(c, len(paths))))
+        paths.append(str(tmp_path / name))
+    scored = pd.DataFrame({"path": paths + [str(tmp_path / "bad.jpg")], "label": "", "error": [""] * 4 + ["corrupt"]})
+    params = EvaluationParams(model="head", n_worst=4)
+    out, fig = flag_unfamiliar(scored, deferred(tiny_stats()), params, deferred(tiny_classifier()))
+    assert out["n_unfamiliar"] == 2 and {r["path"].rsplit("/", 1)[1] for r in out["unfamiliar"]} == {"green.jpg",
+                                                                                                     "green2.jpg"}
+    assert isinstance(fig, Figure) and len([a for a in fig.axes if a.images]) == 2
+    none, _ = flag_unfamiliar(scored, deferred(missing=tmp_path / "unfamiliar.npz"), params, deferred(tiny_classifier()))
+    assert none["n_unfamiliar"] is None

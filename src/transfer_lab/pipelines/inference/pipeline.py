@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(read_source, ["params:inference"] + MODELS, "inference_inputs", name="read_source"),
-            node(label_photos, ["inference_inputs", "unfamiliar_stats", "classifier_config", "params:inference",
+            node(label_photos, ["inference_inputs", "unfamiliar_stats@npz", "classifier_config", "params:inference",
                                 "params:data"] + MODELS, "inference_predictions", name="label_photos"),
         ],
         namespace="inference",

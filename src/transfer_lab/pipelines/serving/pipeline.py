@@ -12,8 +12,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(fit_unfamiliar_stats, ["features", "head", "params:unfamiliar"],
-                 ["unfamiliar_stats", "unfamiliar_summary"], name="fit_unfamiliar_stats"),
-            node(log_serving_model, ["unfamiliar_stats", "classifier_config", "head_metrics", "features",
+                 ["unfamiliar_stats@npz", "unfamiliar_summary"], name="fit_unfamiliar_stats"),
+            node(log_serving_model, ["unfamiliar_stats@npz", "classifier_config", "head_metrics", "features",
                                      "params:inference", "params:data"] + MODELS,
                  "serving_model_info", name="log_serving_model"),
         ],
