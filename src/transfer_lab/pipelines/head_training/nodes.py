@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from transfer_lab.data.tfdata import array_dataset, balanced_class_weights
 from transfer_lab.io import tracking
 from transfer_lab.models.backbones import build_classifier, build_head
+from transfer_lab.models.headfit import fit_head
 from transfer_lab.models.predict import predict_array
 from transfer_lab.params.backbone import BackboneParams
 from transfer_lab.params.head_training import HeadTrainingParams
@@ -44,11 +46,12 @@ class _EpochBar:
 
     def __new__(cls, total: int):
         import keras
-        from tqdm.auto import tqdm
+
+        from transfer_lab.runtime.progress import progress_bar
 
         class Bar(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.bar = tqdm(total=total, desc="Head epochs", unit="epoch")
+                self.bar = progress_bar(total=total, desc="Head epochs", unit="epoch")
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
@@ -141,6 +144,19 @@ def train_head(
 
     def fit(x: np.ndarray, y: np.ndarray, epochs: int, val: tuple[np.ndarray, np.ndarray] | None):
         set_seed(params.seed)
+        class_weight = balanced_class_weights(y, n_classes) if params.class_weight else None
+        if rt.replicas == 1 and keras.config.dtype_policy().compute_dtype == "float32":
+            # One compiled call for the whole training (models.headfit): fit's history, weights and
+            # early stop, without its per-epoch Python loop.
+            head = build_head(x.shape[1], n_classes, params.dropout, params.l2)
+            start = time.perf_counter()
+            history = fit_head(
+                head, x, y, epochs=epochs, batch_size=params.batch_size, seed=params.seed,
+                optimizer=keras.optimizers.Adam(params.learning_rate),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+                val=val, patience=params.patience if val is not None else None, class_weight=class_weight)
+            log.info("Head: %d epochs in %.1f s.", len(history["loss"]), time.perf_counter() - start)
+            return head, history
         with rt.scope():
             head = build_head(x.shape[1], n_classes, params.dropout, params.l2)
             head.compile(
@@ -153,7 +169,6 @@ def train_head(
         if val is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=params.patience, restore_best_weights=True))
-        class_weight = balanced_class_weights(y, n_classes) if params.class_weight else None
         batch = rt.global_batch(params.batch_size)  # per replica
         train, steps = array_dataset(x, keras.utils.to_categorical(y, n_classes), batch_size=batch, shuffle=True,
                                      seed=params.seed)
