@@ -1,4 +1,4 @@
-"""`kedro run` of head_training, then serving and inference on generated photos: the serving model
+"""`kedro run` of head_training, serving and inference (on cached features and generated photos): the serving model
 is logged and registered (champion), and the logged model answers what predictions.csv says."""
 
 from __future__ import annotations
@@ -16,25 +16,32 @@ TINY = {"backbone.name": "mobilenet_v2", "backbone.weights": "none", "backbone.i
         "head_training.epochs": 3, "head_training.batch_size": 8}
 
 
-def test_serving_step_registers_a_model_that_answers_like_the_inference_pipeline(kedro_project, make_image, tmp_path):
-    import mlflow
+def _features(root, photos, n_features: int = 1280) -> None:
+    """data/04_feature/features.npz as feature_extraction writes it, with class-coloured features
+    (skips ingestion and extraction: this test is about what comes after head_training)."""
+    rng = np.random.default_rng(0)
+    out = {"class_names": np.array(["cat", "dog"]), "class_species": np.array(["cat", "dog"])}
+    for split, n in (("train", 16), ("val", 6), ("test", 6)):
+        y = np.arange(n) % 2
+        centre = np.where(y[:, None] == 0, 1.0, -1.0) * np.linspace(0, 1, n_features)[None]
+        out[f"{split}_features"] = (np.abs(centre + rng.normal(0, 0.3, (n, n_features)))).astype(np.float32)
+        out[f"{split}_labels"] = y
+        out[f"{split}_paths"] = np.array([str(photos[i % len(photos)]) for i in range(n)])
+    np.savez(root / "data/04_feature/features.npz", **out)
 
-    src = tmp_path / "photos"
-    for cls in ("cat", "dog"):
-        for i in range(6):
-            make_image(src / cls / f"{i}.png", size=(40, 40), fmt="PNG", seed=i + (100 if cls == "dog" else 0))
-    kedro_project.run(["data_ingestion", "feature_extraction", "head_training", "serving"],
-                      {"data.source": str(src), **TINY})
+
+def test_serving_step_registers_a_model_that_answers_like_the_inference_pipeline(kedro_project, make_image, tmp_path):
     import json
 
-    info = json.loads(kedro_project.out("data/06_models/serving_model.json").read_text())
-    assert info["logged"] and info["registered_model_name"] == "transfer-lab-photos-breed"
-    assert kedro_project.out("data/06_models/unfamiliar.npz").exists()
+    import mlflow
 
     new = tmp_path / "new"
-    for i in range(3):
-        make_image(new / f"{i}.jpg", size=(50, 40), seed=500 + i)
-    kedro_project.run("inference", {"inference.source": str(new), **TINY})
+    photos = [make_image(new / f"{i}.jpg", size=(50, 40), seed=500 + i) for i in range(3)]
+    _features(kedro_project.path, photos)
+    kedro_project.run(["head_training", "serving", "inference"], {"inference.source": str(new), **TINY})
+    info = json.loads(kedro_project.out("data/06_models/serving_model.json").read_text())
+    assert info["logged"] and info["registered_model_name"].startswith("transfer-lab-")
+    assert info["champion"] == info["version"] and kedro_project.out("data/06_models/unfamiliar.npz").exists()
     table = pd.read_csv(kedro_project.out("data/07_model_output/predictions.csv"))
     assert len(table) == 3 and set(table["label"]) <= {"cat", "dog"}
 
