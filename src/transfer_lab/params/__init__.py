@@ -12,6 +12,7 @@ from transfer_lab.params import (  # noqa: F401  (each module registers its sect
     data,
     evaluation,
     explain,
+    export,
     feature_extraction,
     fine_tuning,
     head_training,
