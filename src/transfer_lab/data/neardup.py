@@ -16,6 +16,7 @@ copies of ../shared photos (see tests/pipelines/audit and the report of issue 17
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -35,7 +36,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _D = _dct_matrix(SIDE)[:LOW]                    # (LOW, SIDE): only the rows we keep
-_DT = np.ascontiguousarray(_D.T)
 # mirroring x -> SIDE-1-x multiplies horizontal frequency v by (-1)^v
 _MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
 
@@ -44,22 +44,50 @@ _MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
 CENTRE_MARGIN = 0.06
 
 
-def _grey_thumbnails(image: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SIDE x SIDE grey thumbnails of the whole photo and of its centre."""
+#: a photo whose reduced grey image spans fewer grey levels than this is plain (one colour): its
+#: hash would be noise, equal to every other plain photo's, so it is not hashed
+PLAIN_RANGE = 8
+
+
+def _box_matrix(n_in: int, lo: float, hi: float) -> np.ndarray:
+    """(SIDE, n_in) weights of a box filter from the input span [lo, hi) to SIDE samples: each
+    output sample averages the input pixels its interval covers, by overlap (what PIL's BOX
+    resize computes, in floating point)."""
+    edges = lo + (hi - lo) * np.arange(SIDE + 1) / SIDE
+    left, right = edges[:-1, None], edges[1:, None]
+    k = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(right, k + 1) - np.maximum(left, k), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+@lru_cache(maxsize=512)
+def _projections(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The low-frequency DCT of the SIDE x SIDE box resize of an (h, w) image, as two matrices a
+    side (rows: ``_D @ box``), for the whole image and for its centre: a 2-D DCT of the thumbnail
+    is then ``rows @ image @ cols.T``, with no thumbnail made."""
+    mh, mw = CENTRE_MARGIN * h, CENTRE_MARGIN * w
+    return (_D @ _box_matrix(h, 0, h), _D @ _box_matrix(w, 0, w),
+            _D @ _box_matrix(h, mh, h - mh), _D @ _box_matrix(w, mw, w - mw))
+
+
+def _low_frequencies(image: Image.Image | np.ndarray) -> np.ndarray | None:
+    """(2, LOW, LOW) lowest DCT frequencies of the SIDE x SIDE grey thumbnails of the whole photo
+    and of its centre (None for a plain photo)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(np.asarray(image, np.uint8))
     # The green channel stands in for luminance (a copy, no arithmetic: 40% cheaper than "L");
-    # reduce() is a cheap integer box filter (one pass over the full photo, the only one), then
-    # exact box resizes of the small image.
+    # reduce() is a cheap integer box filter (one pass over the full photo, the only one); the box
+    # resize of the small image to SIDE x SIDE and the DCT are then two small matrix products.
     grey = image.getchannel(1) if image.mode == "RGB" else image.convert("L")
     factor = (max(1, grey.width // SIDE), max(1, grey.height // SIDE))
     if factor != (1, 1):
         grey = grey.reduce(factor)
-    w, h = grey.size
-    box = (CENTRE_MARGIN * w, CENTRE_MARGIN * h, (1 - CENTRE_MARGIN) * w, (1 - CENTRE_MARGIN) * h)
-    whole = np.asarray(grey.resize((SIDE, SIDE), Image.BOX), dtype=np.float64)
-    centre = np.asarray(grey.resize((SIDE, SIDE), Image.BOX, box=box), dtype=np.float64)
-    return whole, centre
+    lo, hi = grey.getextrema()
+    if hi - lo < PLAIN_RANGE:
+        return None
+    rows, cols, rows_c, cols_c = _projections(grey.width, grey.height)
+    a = np.asarray(grey, dtype=np.float64)
+    return np.stack([rows @ a @ cols.T, rows_c @ a @ cols_c.T])
 
 
 @dataclass(frozen=True)
@@ -73,24 +101,18 @@ class PhotoHash:
 
     def hex(self) -> str:
         """The three hashes as one hex string (for the manifest or a cache)."""
-        return "".join(f"{int(w):016x}" for h in (self.phash, self.mirror, self.centre) for w in h)
-
-
-#: a thumbnail whose grey levels vary less than this (standard deviation) is plain: its hash
-#: would be noise, equal to every other plain photo's, so it is not hashed
-PLAIN_STD = 2.0
+        return np.concatenate([self.phash, self.mirror, self.centre]).astype(">u8").tobytes().hex()
 
 
 def photo_hash(image: Image.Image | np.ndarray) -> PhotoHash | None:
     """Hashes of decoded pixels (a PIL image or an (H, W, 3) uint8 array); None for a plain
-    photo (one colour, see PLAIN_STD), which has nothing to match on."""
-    whole, centre = _grey_thumbnails(image)
-    if whole.std() < PLAIN_STD:
+    photo (one colour, see PLAIN_RANGE), which has nothing to match on."""
+    low = _low_frequencies(image)
+    if low is None:
         return None
-    # both DCTs in one batched product; LOW*LOW - 1 coefficients each, DC dropped
-    coeffs = (_D @ np.stack([whole, centre]) @ _DT).reshape(2, -1)[:, 1:]
+    coeffs = low.reshape(2, -1)[:, 1:]  # LOW*LOW - 1 coefficients each, DC dropped
     rows = np.stack([coeffs[0], coeffs[0] * _MIRROR_SIGN, coeffs[1]])
-    median = np.sort(rows, axis=1)[:, N_BITS // 2]          # N_BITS is odd: the middle value
+    median = np.partition(rows, N_BITS // 2, axis=1)[:, N_BITS // 2]  # N_BITS is odd: the middle value
     bits = np.zeros((3, N_WORDS * 64), bool)
     bits[:, :N_BITS] = rows > median[:, None]
     words = np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
@@ -108,44 +130,70 @@ def stack(hashes: list[PhotoHash]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def from_hex(value: str) -> PhotoHash:
     """A :class:`PhotoHash` from :meth:`PhotoHash.hex`."""
-    words = np.asarray([int(value[16 * k: 16 * (k + 1)], 16) for k in range(3 * N_WORDS)], np.uint64)
+    words = np.frombuffer(bytes.fromhex(value), dtype=">u8").astype(np.uint64)
     return PhotoHash(*words.reshape(3, N_WORDS))
+
+
+def _hamming8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) uint8 Hamming distances (at most N_BITS = 255 bits, so uint8 holds them)."""
+    out = np.bitwise_count(a[:, None, 0] ^ b[None, :, 0])
+    for w in range(1, a.shape[1]):
+        out += np.bitwise_count(a[:, None, w] ^ b[None, :, w])
+    return out
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between rows of ``a`` (n, W) and ``b`` (m, W): an (n, m) int array."""
-    out = np.zeros((a.shape[0], b.shape[0]), np.int32)
-    for w in range(a.shape[1]):
-        out += np.bitwise_count(a[:, w, None] ^ b[None, :, w])
-    return out
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]), np.int32)
+    return _hamming8(a, b).astype(np.int32)
+
+
+def _best(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    pa, _, ca = a
+    pb, mb, cb = b
+    direct = _hamming8(pa, pb)
+    flipped = _hamming8(pa, mb)
+    cropped = np.minimum(_hamming8(pa, cb), _hamming8(ca, pb))
+    rest = np.minimum(direct, cropped)
+    return np.minimum(rest, flipped), flipped < rest
 
 
 def distances(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(n, m) distances between the photos of ``a`` and ``b`` (each a :func:`stack` result) and
     whether the closest reading was the mirror: the least of whole-whole, whole-mirror and
     whole-centre both ways (a copy cropped by about CENTRE_MARGIN a side matches the centre)."""
-    pa, _, ca = a
-    pb, mb, cb = b
-    direct = hamming(pa, pb)
-    flipped = hamming(pa, mb)
-    cropped = np.minimum(hamming(pa, cb), hamming(ca, pb))
-    best = np.minimum(np.minimum(direct, flipped), cropped)
-    return best, flipped < np.minimum(direct, cropped)
+    if a[0].shape[0] == 0 or b[0].shape[0] == 0:
+        return np.zeros((a[0].shape[0], b[0].shape[0]), np.int32), np.zeros((a[0].shape[0], b[0].shape[0]), bool)
+    best, mirrored = _best(a, b)
+    return best.astype(np.int32), mirrored
 
 
-def close_pairs(hashes: tuple[np.ndarray, ...], threshold: int, chunk: int = 512) -> list[tuple[int, int, int, bool]]:
-    """Pairs (i, j, distance, mirrored) with i < j within ``threshold`` bits (see :func:`distances`)."""
+def close_pairs(hashes: tuple[np.ndarray, ...], threshold: int, chunk: int = 256,
+                workers: int = 1) -> list[tuple[int, int, int, bool]]:
+    """Pairs (i, j, distance, mirrored) with i < j within ``threshold`` bits (see :func:`distances`).
+    Each block of rows is compared with the rows after it only; numpy releases the GIL, so
+    ``workers`` threads share the blocks."""
     n = hashes[0].shape[0]
-    pairs = []
-    for start in range(0, n, chunk):
-        block = tuple(h[start:start + chunk] for h in hashes)
-        best, mirrored = distances(block, hashes)
+
+    def block(start: int) -> list[tuple[int, int, int, bool]]:
+        a = tuple(h[start:start + chunk] for h in hashes)
+        b = tuple(h[start:] for h in hashes)
+        best, mirrored = _best(a, b)
         rows, cols = np.nonzero(best <= threshold)
-        for r, c in zip(rows, cols):
-            i = start + int(r)
-            if i < c:
-                pairs.append((i, int(c), int(best[r, c]), bool(mirrored[r, c])))
-    return pairs
+        keep = cols > rows  # j > i: each pair once, not a photo with itself
+        return [(start + int(r), start + int(c), int(best[r, c]), bool(mirrored[r, c]))
+                for r, c in zip(rows[keep], cols[keep])]
+
+    starts = range(0, n, chunk)
+    if workers > 1 and n > chunk:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(block, starts))
+    else:
+        parts = [block(s) for s in starts]
+    return [p for part in parts for p in part]
 
 
 class UnionFind:
@@ -230,13 +278,13 @@ class Groups:
 
 
 def find_groups(hashes: list[PhotoHash | None], threshold: int = DEFAULT_THRESHOLD,
-                sizes: list[int] | np.ndarray | None = None) -> Groups:
+                sizes: list[int] | np.ndarray | None = None, workers: int = 1) -> Groups:
     """Group photos whose hashes are within ``threshold`` bits (any reading, see :func:`distances`;
     chains join: union-find). A group's representative is its largest photo (``sizes``, e.g.
     pixels), the first one on a tie. A photo without a hash (None: plain) is in no group."""
     n = len(hashes)
     have = [i for i, h in enumerate(hashes) if h is not None]
-    local = close_pairs(stack([hashes[i] for i in have]), threshold) if have else []
+    local = close_pairs(stack([hashes[i] for i in have]), threshold, workers=workers) if have else []
     pairs = [(have[a], have[b], d, m) for a, b, d, m in local]
     root = groups(n, pairs)
     size = np.zeros(n) if sizes is None else np.asarray(sizes, dtype=np.float64)

@@ -105,7 +105,7 @@ def _near_duplicate_groups(unique: pd.DataFrame, data: DataParams) -> tuple[pd.S
     hashes = [neardup.from_hex(h) if h else None for h in unique["phash"].fillna("").astype(str)]
     paths = unique["path"].astype(str).tolist()
     found = neardup.find_groups(hashes, data.near_duplicates.threshold,
-                                sizes=(unique["width"] * unique["height"]).to_numpy())
+                                sizes=(unique["width"] * unique["height"]).to_numpy(), workers=data.thread_count)
     rep_path = pd.Series([paths[r] for r in found.rep], index=unique.index)
     labels = unique["label"].astype(str).tolist()
     rows = [(paths[i], paths[found.rep[i]], paths[j], d, "hash_mirror" if m else "hash", "", labels[i])
