@@ -82,10 +82,12 @@ def latency_ms(run: Callable[[np.ndarray], Any], photo: np.ndarray, repeats: int
 
 
 def parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
-    """Top-1 agreement and the largest absolute probability difference."""
+    """Top-1 agreement, the largest and the mean absolute probability difference."""
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    diff = np.abs(reference - other)
     return {"top1_agreement": float(np.mean(reference.argmax(1) == other.argmax(1))),
-            "max_prob_diff": float(np.abs(reference - other).max()) if reference.size else 0.0}
+            "max_prob_diff": float(diff.max()) if diff.size else 0.0,
+            "mean_prob_diff": float(diff.mean()) if diff.size else 0.0}
 
 
 def folder_bytes(path: str | Path) -> int:
