@@ -172,7 +172,14 @@ def test_oxford_from_shared(shared_dir, kedro_project, labels):
     cat_breeds = {b for b in per_breed if b[0].isupper()}
     species = m.path.map(lambda p: "cat" if os.path.basename(p)[0].isupper() else "dog")
     assert (m.species == species).all()
-    unique = m[m.duplicate_of == ""]
+    # the split's units: one per group of identical files and near-duplicates (the Oxford set has
+    # a few true duplicates under other names; each group is in one split)
+    assert (m[m.near_duplicate_of != ""].groupby("near_duplicate_of").split.nunique() == 1).all()
+    near = pd.read_csv(kedro_project.out("data/08_reporting/near_duplicates.csv"), keep_default_na=False)
+    assert 0 < len(near) <= 60 and summary["n_near_duplicates"] == len(near)
+    split_of = dict(zip(m.path, m.split))
+    assert all(split_of[p] == split_of[g] for p, g in zip(near.path, near.group))
+    unique = m[(m.duplicate_of == "") & (m.near_duplicate_of == "")]
     if labels == "breed":
         assert m.groupby("label").size().to_dict() == per_breed
         assert (m.groupby("label").split.nunique() == 3).all()  # every breed in every split
@@ -182,6 +189,6 @@ def test_oxford_from_shared(shared_dir, kedro_project, labels):
             "cat": sum(per_breed[b] for b in cat_breeds), "dog": sum(n for b, n in per_breed.items() if b not in cat_breeds)}
         assert (m.label == m.species).all()
         groups = unique.groupby("label")
-    for label, rows in groups:  # 70 / 15 / 15 of each class's distinct photos
+    for label, rows in groups:  # 70 / 15 / 15 of each class's units
         counts = rows.split.value_counts()
         assert counts["test"] == round(0.15 * len(rows)) and counts["val"] == round(0.15 * len(rows)), label
