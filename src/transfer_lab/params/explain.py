@@ -15,7 +15,7 @@ from transfer_lab.params.base import section
 from transfer_lab.params.choices import MODEL_HELP, ModelChoice, drop_nulls, lower, model_choice
 from transfer_lab.params.fields import KeyedParams, TrueFalse, param
 
-Method = Literal["gradcam", "integrated_gradients", "smoothgrad"]
+Method = Literal["gradcam_blurgrad", "gradcam", "integrated_gradients", "smoothgrad"]
 
 
 @section("explain", conf_file="parameters_explain.yml")
@@ -28,13 +28,15 @@ class ExplainParams(KeyedParams):
     model: ModelChoice = param("finetuned", f"Use {MODEL_HELP}", "head")
     source: str | None = param(None, "A photo or a folder of photos (searched recursively); null = the test split "
                                      "of the manifest (data_ingestion)", "/path/to/photos")
-    method: Method = param("gradcam", "Use gradcam, integrated_gradients or smoothgrad", "integrated_gradients")
+    method: Method = param("gradcam_blurgrad", "Use gradcam_blurgrad (Grad-CAM x gradient . (photo - blurred photo): "
+                                               "passes the deletion test), gradcam, integrated_gradients or smoothgrad",
+                           "integrated_gradients")
     layer: str = param("last_conv", "last_conv (the backbone's last convolutional layer) or the name of a "
-                                    "convolutional layer of the model or its backbone (Grad-CAM only)",
+                                    "convolutional layer of the model or its backbone (gradcam, gradcam_blurgrad)",
                        "block_13_expand_relu")
     target: Union[int, str, None] = param(None, "The class explained: null (each photo's predicted class), a class "
                                                 "name or a class index of the model", "cat")
-    max_images: int | None = param(32, "The most photos explained: a whole number, 1 or more, or null for all",
+    max_images: int | None = param(8, "The most photos explained: a whole number, 1 or more, or null for all",
                                    8, ge=1)
     steps: int = param(32, "Integrated Gradients steps / SmoothGrad samples: a whole number, 1 or more", 16, ge=1)
     batch_size: int = param(16, "Images per gradient batch: a whole number, 1 or more", 8, ge=1)

@@ -80,6 +80,22 @@ def test_an_unknown_or_flat_layer_is_refused_with_near_matches(red):
         ex.gradcam(red, np.zeros((1, SIZE, SIZE, 3)), layer="logits")
 
 
+def test_gradcam_blurgrad_puts_the_evidence_on_the_patch_and_passes_the_deletion_test(red):
+    images, corners = grey_with_red_patch(n=6, seed=3)
+    e = ex.explainer(red)
+    result = e.gradcam_blurgrad(images, batch_size=4)
+    e.gradcam_blurgrad(images[:3], batch_size=3)
+    assert e._both.experimental_get_tracing_count() == 1  # one traced pass gives both factors
+    assert result.method == "gradcam_blurgrad" and (result.classes == 1).all()
+    for saliency, (r, c) in zip(result.maps, corners):
+        near = np.zeros_like(saliency, dtype=bool)
+        near[max(r - 2, 0):r + 10, max(c - 2, 0):c + 10] = True  # the patch and its blurred rim
+        assert saliency[near].sum() > 0.9 * saliency.sum()
+    deletion = ex.deletion_test(red, images, result.maps, fraction=0.1, seed=0)
+    assert deletion["beats"].all()
+    assert ex.explain(red, images).method == ex.DEFAULT_METHOD == "gradcam_blurgrad"  # the saved default
+
+
 def test_a_chosen_class_is_explained(red):
     images, _ = grey_with_red_patch(n=2)
     result = ex.explainer(red).gradcam(images, classes=0)

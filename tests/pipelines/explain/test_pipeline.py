@@ -73,7 +73,7 @@ def test_pipeline_writes_maps_overlays_index_and_faithfulness(tmp_path):
     np.testing.assert_allclose(index["probability"], probs, rtol=1e-4)
 
     report = catalog.load("explanations_report")
-    assert report["n_photos"] == 4 and report["method"] == "gradcam"
+    assert report["n_photos"] == 4 and report["method"] == "gradcam_blurgrad"
     assert 0.0 <= report["deletion"]["beats_random_share"] <= 1.0
     assert np.isfinite(report["sanity"]["rank_correlation_mean"])
     assert set(report["passed"]) == {"sanity", "deletion"}
@@ -90,7 +90,7 @@ def test_source_null_takes_a_capped_sample_of_the_test_split(tmp_path):
     assert len(chosen) == 3 and set(chosen) <= set(photos) and chosen == sorted(chosen)
     catalog = _catalog(tmp_path, params, manifest)
     SequentialRunner().run(create_pipeline(), catalog)
-    assert catalog.load("explanations_report") == {"method": "gradcam", "model": "finetuned", "n_photos": 3}
+    assert catalog.load("explanations_report") == {"method": "gradcam_blurgrad", "model": "finetuned", "n_photos": 3}
 
 
 def test_a_missing_model_or_manifest_fails_first_saying_what_to_run(tmp_path):

@@ -124,9 +124,9 @@ def explain_photos(photos: list[str], explain: ExplainParams, backbone: Backbone
                           image_size=explain.image_size)
     names = studied_class_names(explain.model, backbone, class_names)
     target = _target_index(explain.target, names)
-    if explain.method == "gradcam":
+    if explain.method in ex.LAYER_METHODS:
         ex.resolve_layer(model, explain.layer, "explain.layer")
-    layer = explain.layer if explain.method == "gradcam" else None
+    layer = explain.layer if explain.method in ex.LAYER_METHODS else None
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
     out: dict[str, dict[str, Any]] = {}
     labels = dict(zip(photos, unique_names(photos)))
@@ -166,7 +166,7 @@ def measure_faithfulness(explanations: dict[str, dict[str, Any]], explain: Expla
     classes = np.array([int(kept[p]["class_index"]) for p in paths])
     deletion = ex.deletion_test(model, images, maps, classes=classes, fraction=explain.deletion_fraction,
                                 seed=explain.seed, batch_size=explain.batch_size)
-    layer = explain.layer if explain.method == "gradcam" else None
+    layer = explain.layer if explain.method in ex.LAYER_METHODS else None
     sanity = ex.sanity_check(model, images, maps, method=explain.method, layer=layer, classes=classes,
                              blocks=explain.sanity_blocks, steps=explain.steps, seed=explain.seed,
                              batch_size=explain.batch_size)
