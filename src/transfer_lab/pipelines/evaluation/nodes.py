@@ -134,9 +134,10 @@ def _label_mapping(labels: list[str], class_names: list[str], class_species: dic
 
 def report(
     probs: np.ndarray, scored: pd.DataFrame, scan_info: dict[str, Any], model_config: dict[str, Any],
-    evaluation: EvaluationParams,
+    evaluation: EvaluationParams, finetuned: Any = None, head: Any = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
-    """evaluation.json (accuracy, top-3, n, per-class), predictions.csv, worst-mistakes gallery."""
+    """evaluation.json (accuracy, top-3, n, per-class), predictions.csv, worst-mistakes gallery
+    (each photo beside its saliency map, when the classifier is given)."""
     from transfer_lab.reports.metrics import classification_report
 
     class_names = [str(c) for c in model_config["class_names"]]
@@ -190,7 +191,9 @@ def report(
     })
 
     predictions = _predictions_table(probs, scored, class_names, known, target_probs, targets, mapping, mode)
-    gallery = _mistakes_gallery(predictions[predictions["correct"] == False], evaluation.n_worst)  # noqa: E712
+    model = None if finetuned is None and head is None else (  # loaded only when there are mistakes
+        lambda: pick_classifier(evaluation.model, PARAM, finetuned=finetuned, head=head))
+    gallery = _mistakes_gallery(predictions[predictions["correct"] == False], evaluation.n_worst, model)  # noqa: E712
     predictions = predictions.drop(columns=[c for c in predictions.columns if c.startswith("_")])
     return out, predictions, gallery
 
@@ -220,10 +223,13 @@ def _predictions_table(probs, scored, class_names, known, target_probs, targets,
     return table
 
 
-def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
-    """The most confident wrong predictions, with their true and predicted classes."""
-    from transfer_lab.reports import plots
+def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int, model: Any = None) -> Any:
+    """The most confident wrong predictions, with their true and predicted classes; with ``model``
+    (a classifier, or a callable that loads it) each photo beside its map for the predicted class
+    (explain's default method, transfer_lab.models.explain: where the evidence for it lies)."""
     from transfer_lab.data.imaging import load_rgb
+    from transfer_lab.models import explain as ex
+    from transfer_lab.reports import plots
 
     worst = mistakes.sort_values("confidence", ascending=False, kind="stable").head(n_worst)
     if worst.empty:
@@ -231,11 +237,28 @@ def _mistakes_gallery(mistakes: pd.DataFrame, n_worst: int) -> Any:
         ax.axis("off")
         ax.text(0.5, 0.5, "No mistakes on the labelled photos", ha="center", va="center")
         return fig
-    images = [load_rgb(p, 160) for p in worst["path"]]
     titles = [f"{Path(p).name}\ntrue {t}\npred {q} ({c:.2f})"
               for p, t, q, c in worst[["path", "_truth", "_predicted", "confidence"]].itertuples(index=False)]
-    return plots.image_grid(images, titles, ncols=4, suptitle=f"Worst mistakes ({len(worst)} most confident)",
-                            title_colors=["red"] * len(titles))
+    maps = None
+    if model is not None:
+        try:
+            net = model() if callable(model) and not hasattr(model, "input_shape") else model
+            images = [load_rgb(p, int(net.input_shape[1])) for p in worst["path"]]
+            result = ex.explain(net, np.stack(images).astype(np.float32))
+            maps = result.maps
+        except ex.ExplainError as exc:
+            log.warning("Worst-mistakes gallery without saliency maps: %s", exc)
+    if maps is None:
+        images = [load_rgb(p, 160) for p in worst["path"]]
+        return plots.image_grid(images, titles, ncols=4, suptitle=f"Worst mistakes ({len(worst)} most confident)",
+                                title_colors=["red"] * len(titles))
+    cells, cell_titles = [], []
+    for image, saliency, title, top1 in zip(images, maps, titles, worst["top1_class"]):
+        cells += [image, ex.overlay(image, saliency)]
+        cell_titles += [title, f"evidence for {top1}\n({result.method})"]
+    return plots.image_grid(cells, cell_titles, ncols=4, cell=2.4,
+                            suptitle=f"Worst mistakes ({len(worst)} most confident), each beside its saliency map",
+                            title_colors=["red", "black"] * len(worst))
 
 
 # ------------------------------------------------------------------------------------------

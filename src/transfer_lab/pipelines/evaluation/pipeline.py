@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(predict_images, ["evaluation_images", "params:evaluation"] + MODELS,
                  ["evaluation_probs", "evaluation_scored"], name="predict_images"),
             node(report, ["evaluation_probs", "evaluation_scored", "evaluation_scan", "classifier_config",
-                          "params:evaluation"],
+                          "params:evaluation"] + MODELS,
                  ["evaluation_report", "predictions", "evaluation_mistakes"], name="report"),
             node(flag_unfamiliar, ["evaluation_scored", "unfamiliar_stats@lazy", "params:evaluation",
                                    "head_classifier@lazy"],
