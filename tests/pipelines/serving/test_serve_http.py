@@ -41,9 +41,9 @@ def test_served_champion_answers_photo_bytes_and_refuses_bad_ones(tmp_path, shar
     uri = f"sqlite:///{tmp_path / 'serve.db'}"
     mlflow.set_tracking_uri(uri)
     try:
-        mlflow.set_experiment("PetImages-species")
+        exp = mlflow.MlflowClient().create_experiment("PetImages-species")
         name = pyfunc.registered_name("PetImages-species")
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=exp):
             info = pyfunc.log_model(tiny_classifier(), tiny_stats(), {"class_names": ["cat", "dog"], "top_k": 2,
                                                                       "max_pixels": 4_000_000},
                                     registered_model_name=name, test_metrics={"accuracy": 0.9})

@@ -126,9 +126,10 @@ def test_champion_is_the_best_test_accuracy(tmp_path, monkeypatch):
     name = pyfunc.registered_name("PetImages-species")
     assert name == "transfer-lab-PetImages-species"
     client.create_registered_model(name)
+    exp = client.create_experiment("champion-test")  # explicit: no active experiment of another store is used
     champions = []
     for acc in (0.91, 0.97, 0.95):
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=exp) as run:
             mlflow.log_text("x", "model/x.txt")
         v = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
         champions.append(pyfunc.tag_and_crown(name, str(v.version), {"accuracy": acc, "n_test": 10}))
