@@ -18,7 +18,7 @@ import pandas as pd
 
 from transfer_lab.data import classes as vocab
 from transfer_lab.data.manifest import without_duplicates
-from transfer_lab.models import attacks, choice
+from transfer_lab.models import attacks, choice, explain
 from transfer_lab.models.attacks import AttackError
 from transfer_lab.params.adversarial import AdversarialParams
 from transfer_lab.params.backbone import BackboneParams
@@ -322,6 +322,19 @@ def _transfer(p: AdversarialParams, backbone: BackboneParams, classes: Mapping[s
     }
 
 
+def _saliency_maps(model: Any, orig: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Saliency maps (explain's default method, traced once per model) of the originals and of the
+    attacked images, each for its own predicted class; (None, None) when the model cannot be explained."""
+    if not len(orig):
+        return None, None
+    try:
+        maps = explain.explain(model, np.concatenate([orig, adv]).astype(np.float32)).maps
+    except explain.ExplainError as exc:
+        log.warning("Adversarial figures without saliency maps: %s", exc)
+        return None, None
+    return maps[:len(orig)], maps[len(orig):]
+
+
 def report(
     classes: Mapping[str, Any],
     saved: Mapping[str, np.ndarray],
@@ -416,7 +429,9 @@ def report(
     eps = float(cfg["epsilon"])
     figures: dict[str, Any] = {}
     grid_imgs, grid_titles, grid_colors = [], [], []
-    for i in range(min(n, p.max_panels)):
+    shown = min(n, p.max_panels)
+    map_orig, map_adv = _saliency_maps(model, orig[:shown], adv[:shown])
+    for i in range(shown):
         d = adv[i] - orig[i]
         scale = 127.5 / max(eps, 1.0)
         pert = np.clip(127.5 + d * scale, 0, 255)
@@ -424,14 +439,20 @@ def report(
         titles = [f"original: {pc[0]} {pc[1]:.2f}", f"adversarial: {pa[0]} {pa[1]:.2f}",
                   f"perturbation x{scale:.0f} (Linf {linf[i]:.0f}, L2 {l2[i]:.0f})"]
         colors = ["black", "green" if success[i] else "red", "black"]
-        figures[records["names"][i]] = plots.image_grid([orig[i], adv[i], pert], titles, ncols=3, cell=3.0, title_colors=colors)
-        grid_imgs += [orig[i], adv[i], pert]
-        grid_titles += [f"{pc[0]} {pc[1]:.2f}", f"{pa[0]} {pa[1]:.2f}", f"x{scale:.0f} Linf {linf[i]:.0f}"]
+        panels, short = [orig[i], adv[i], pert], [f"{pc[0]} {pc[1]:.2f}", f"{pa[0]} {pa[1]:.2f}", f"x{scale:.0f} Linf {linf[i]:.0f}"]
+        if map_orig is not None:  # where the evidence was, and where the attack moved it
+            panels += [explain.overlay(orig[i], map_orig[i]), explain.overlay(adv[i], map_adv[i])]
+            titles += [f"map of the original: {pc[0]}", f"map of the attacked: {pa[0]}"]
+            short += [f"map: {pc[0]}", f"map: {pa[0]}"]
+            colors += ["black", "green" if success[i] else "red"]
+        figures[records["names"][i]] = plots.image_grid(panels, titles, ncols=len(panels), cell=3.0, title_colors=colors)
+        grid_imgs += panels
+        grid_titles += short
         grid_colors += colors
     if grid_imgs:
         what = f"-> {_target_text(p.target)}" if targeted else "untargeted"
         figures["grid"] = plots.image_grid(
-            grid_imgs, grid_titles, ncols=6, cell=2.2, title_colors=grid_colors,
+            grid_imgs, grid_titles, ncols=5 if map_orig is not None else 6, cell=2.2, title_colors=grid_colors,
             suptitle=f"{cfg['method'].upper()} {what}, eps={eps:g}/255: {int(success.sum())}/{n} fool the model (saved PNGs)",
         )
     if robustness.get("budgets") and robustness.get("n_images"):
