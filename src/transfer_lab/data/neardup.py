@@ -2,8 +2,10 @@
 
 A photo is hashed from the pixels that ingestion's check already decoded (no second decode):
 
-- ``phash``: a 255-bit DCT hash. The photo is reduced to 64x64 grey (green channel, box filter), its 2-D DCT
-  taken, and the 16x16 lowest frequencies less the DC term are compared with their median.
+- ``phash``: a 255-bit DCT hash. The photo is reduced to 64x64 grey (green channel; every k-th pixel
+  down to 256 px a side, then box filters), its 2-D DCT taken, and the 16x16 lowest frequencies
+  less the DC term are compared with their median. The box resize to 64x64 and the DCT are done
+  as two small matrix products (cached per image size), so no thumbnail is made.
 - the hash of the left-right mirror comes for free from the same DCT: mirroring flips the sign of
   every coefficient of odd horizontal frequency, so only those bits change (no second DCT).
 
@@ -44,6 +46,9 @@ _MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
 CENTRE_MARGIN = 0.06
 
 
+#: a photo larger than SUBSAMPLE * SIDE a side is first subsampled (nearest pixel) to that size
+SUBSAMPLE = 4
+
 #: a photo whose reduced grey image spans fewer grey levels than this is plain (one colour): its
 #: hash would be noise, equal to every other plain photo's, so it is not hashed
 PLAIN_RANGE = 8
@@ -60,14 +65,19 @@ def _box_matrix(n_in: int, lo: float, hi: float) -> np.ndarray:
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 
-@lru_cache(maxsize=512)
-def _projections(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The low-frequency DCT of the SIDE x SIDE box resize of an (h, w) image, as two matrices a
-    side (rows: ``_D @ box``), for the whole image and for its centre: a 2-D DCT of the thumbnail
-    is then ``rows @ image @ cols.T``, with no thumbnail made."""
-    mh, mw = CENTRE_MARGIN * h, CENTRE_MARGIN * w
-    return (_D @ _box_matrix(h, 0, h), _D @ _box_matrix(w, 0, w),
-            _D @ _box_matrix(h, mh, h - mh), _D @ _box_matrix(w, mw, w - mw))
+@lru_cache(maxsize=1024)
+def _axis(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The low-frequency DCT of the SIDE-sample box resize of one side of ``n`` pixels, for the
+    whole side and for its centre (``_D @ box``, (LOW, n) each): the 2-D DCT of the thumbnail of an
+    (h, w) image is then ``_axis(h)[0] @ image @ _axis(w)[0].T``, with no thumbnail made."""
+    margin = CENTRE_MARGIN * n
+    return _D @ _box_matrix(n, 0, n), _D @ _box_matrix(n, margin, n - margin)
+
+
+@lru_cache(maxsize=1024)
+def _rows(n: int) -> np.ndarray:
+    """:func:`_axis` of the rows, whole over centre in one (2 LOW, n) matrix (one product)."""
+    return np.vstack(_axis(n))
 
 
 def _low_frequencies(image: Image.Image | np.ndarray) -> np.ndarray | None:
@@ -78,6 +88,11 @@ def _low_frequencies(image: Image.Image | np.ndarray) -> np.ndarray | None:
     # The green channel stands in for luminance (a copy, no arithmetic: 40% cheaper than "L");
     # reduce() is a cheap integer box filter (one pass over the full photo, the only one); the box
     # resize of the small image to SIDE x SIDE and the DCT are then two small matrix products.
+    if image.width > SUBSAMPLE * SIDE or image.height > SUBSAMPLE * SIDE:
+        # every k-th pixel first (reads 1/k^2 of the photo): the box filter below then averages
+        # SUBSAMPLE x SUBSAMPLE of those per sample, enough against aliasing at 16 frequencies of 64
+        image = image.resize((min(image.width, SUBSAMPLE * SIDE), min(image.height, SUBSAMPLE * SIDE)),
+                             Image.NEAREST)
     grey = image.getchannel(1) if image.mode == "RGB" else image.convert("L")
     factor = (max(1, grey.width // SIDE), max(1, grey.height // SIDE))
     if factor != (1, 1):
@@ -85,9 +100,10 @@ def _low_frequencies(image: Image.Image | np.ndarray) -> np.ndarray | None:
     lo, hi = grey.getextrema()
     if hi - lo < PLAIN_RANGE:
         return None
-    rows, cols, rows_c, cols_c = _projections(grey.width, grey.height)
-    a = np.asarray(grey, dtype=np.float64)
-    return np.stack([rows @ a @ cols.T, rows_c @ a @ cols_c.T])
+    w, h = grey.size
+    rows, cols = _rows(h), _axis(w)
+    both = rows @ np.frombuffer(grey.tobytes(), np.uint8).reshape(h, w)   # (2 LOW, w): whole, centre
+    return np.stack([both[:LOW] @ cols[0].T, both[LOW:] @ cols[1].T])
 
 
 @dataclass(frozen=True)
@@ -242,7 +258,9 @@ def hash_file(path: str, *, min_side: int = 1, max_pixels: int | None = None) ->
 #: most 40 bits from their originals (JPEG q60 <= 6, shrunk to 60% <= 34, cropped 6% a side <= 40,
 #: brightened 25% <= 28, mirrored <= 36, shrunk with less contrast <= 32; 900 copies of 150
 #: photos), while 2,160,081 pairs of different photos had 2 pairs (true duplicates of the source
-#: sets) under 80 and 115 under 90.
+#: sets) under 80 and 115 under 90. Re-measured with the subsampled, matrix-product thumbnail:
+#: copies <= 28 bits (480 copies of 80 photos), 1,245,831 pairs of 1,579 photos: 2 under 80
+#: (the same true duplicates), the next at 82.
 DEFAULT_THRESHOLD = 56
 
 
