@@ -159,3 +159,17 @@ def test_evaluation_counts_and_shows_the_unfamiliar_photos(tmp_path):
     assert isinstance(fig, Figure) and len([a for a in fig.axes if a.images]) == 2
     none, _ = flag_unfamiliar(scored, deferred(missing=tmp_path / "unfamiliar.npz"), params, deferred(tiny_classifier()))
     assert none["n_unfamiliar"] is None
+
+
+def test_a_separate_feature_model_gives_the_same_answers():
+    """A fine-tuned classifier keeps head_training's features for the flag (feature_model)."""
+    from tests.pipelines.serving.tiny import tiny_classifier
+    from transfer_lab.serving.predictor import Predictor, pool_model
+
+    clf = tiny_classifier()
+    data = [jpeg_bytes(photo(c, 40 + i)) for i, c in enumerate((RED, BLUE, GREEN))]
+    one = Predictor(clf, tiny_stats(), CLASSES).predict_bytes(data)
+    two = Predictor(clf, tiny_stats(), CLASSES, feature_model=pool_model(tiny_classifier())).predict_bytes(data)
+    assert [r["label"] for r in one] == [r["label"] for r in two] and [r["unfamiliar"] for r in two] == [False, False,
+                                                                                                      True]
+    np.testing.assert_allclose([r["unfamiliar_score"] for r in one], [r["unfamiliar_score"] for r in two], atol=1e-6)
