@@ -48,6 +48,7 @@ def _catalog(tmp_path, params, manifest=None):
         "manifest@lazy": MemoryDataset(_deferred(manifest), copy_mode="assign"),
         "explanations": ExplanationFolderDataset(str(tmp_path / "out" / "explanations"), mlflow_artifact_path=None),
         "explanations_report": MemoryDataset(copy_mode="assign"),
+        "explanations_gallery": MemoryDataset(copy_mode="assign"),
     })
 
 
@@ -77,6 +78,8 @@ def test_pipeline_writes_maps_overlays_index_and_faithfulness(tmp_path):
     assert 0.0 <= report["deletion"]["beats_random_share"] <= 1.0
     assert np.isfinite(report["sanity"]["rank_correlation_mean"])
     assert set(report["passed"]) == {"sanity", "deletion"}
+    gallery = catalog.load("explanations_gallery")
+    assert sum(bool(ax.images) for ax in gallery.axes) == 4
     loaded = catalog.load("explanations")  # the saved artefact reads back whole
     assert set(loaded) == {"a_0", "a_1", "b_0", "b_1"} and loaded["a_0"]["map"].shape == (SIZE, SIZE)
 

@@ -182,3 +182,20 @@ def measure_faithfulness(explanations: dict[str, dict[str, Any]], explain: Expla
              100 * report["deletion"]["beats_random_share"], report["n_photos"],
              report["sanity"]["rank_correlation_mean"])
     return report
+
+
+def explanations_gallery(explanations: dict[str, dict[str, Any]], explain: ExplainParams) -> Any:
+    """The explained photos under their maps, one figure for the report
+    (data/08_reporting/explanations_gallery.png)."""
+    from transfer_lab.reports import plots
+
+    entries = list(explanations.items())
+    if not entries:
+        fig, ax = plots.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No photos explained", ha="center", va="center")
+        return fig
+    titles = [f"{name}\n{e['label']} ({float(e['probability']):.2f})" for name, e in entries]
+    return plots.image_grid([e["overlay"] for _, e in entries], titles, ncols=4,
+                            suptitle=f"Where the evidence for the predicted class lies ({explain.method}, "
+                                     f"{explain.model} model)")

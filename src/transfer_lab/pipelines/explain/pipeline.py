@@ -1,8 +1,8 @@
-"""explain: parameters -> photos; photos -> maps + overlays + index; saved maps -> faithfulness."""
+"""explain: parameters -> photos; photos -> maps + overlays + index; saved maps -> faithfulness; a gallery."""
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import explain_photos, measure_faithfulness, select_photos
+from .nodes import explain_photos, explanations_gallery, measure_faithfulness, select_photos
 
 _MODELS = ["finetuned_classifier@lazy", "head_classifier@lazy"]
 
@@ -16,6 +16,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                                   "class_names@lazy"], "explanations", name="explain_photos"),
             node(measure_faithfulness, ["explanations", "params:explain", "params:backbone", *_MODELS],
                  "explanations_report", name="measure_faithfulness"),
+            node(explanations_gallery, ["explanations", "params:explain"], "explanations_gallery",
+                 name="explanations_gallery"),
         ],
         namespace="explain",
         prefix_datasets_with_namespace=False,
