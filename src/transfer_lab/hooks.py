@@ -203,7 +203,7 @@ class TransferLabHooks:
 
 
 #: The catalog entry the hook writes the run's seconds per pipeline to.
-TIMINGS = "run_timings@json"
+TIMINGS = "run_timings"
 
 
 class RunTimings:

@@ -294,17 +294,23 @@ class LazyDataset(AbstractDataset):
     ``finetuned``); it is read, or fails with its hint, only when the node calls it. Used as a
     transcoded view (``name@lazy``) of an artefact that another entry (``name@keras``) writes."""
 
-    def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None):
+    def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None, writable: bool = False):
         from kedro.io.core import parse_dataset_definition
 
         cls, kwargs = parse_dataset_definition(dict(dataset))
         self._inner = cls(**kwargs)
         self.metadata = metadata
+        self._writable = bool(writable)
 
     def load(self) -> Deferred:
         return Deferred(self._inner)
 
     def save(self, data: Any) -> None:
+        """With ``writable: true`` (an artefact no node writes, e.g. the hook's run timings, read
+        lazily under its one name), saves through the wrapped dataset; read-only otherwise."""
+        if self._writable:
+            self._inner.save(data)
+            return
         raise DatasetError("LazyDataset is read-only: save through the wrapped dataset's own catalog entry.")
 
     def _describe(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def _inputs() -> dict:
     data["adversarial_metrics"] = {"success_rate": 1.0, "robust_accuracy": {"0": 0.9, "2": 0.0}}
     data.update({name: img for name in FIGURES})
     data["adversarial_figures"] = {"grid": img, "robust_accuracy": img, "cat_1": img}
-    data["run_timings@lazy"] = {"started": "2026-12-04T02:00:00", "total_s": 200.0,
+    data["run_timings"] = {"started": "2026-12-04T02:00:00", "total_s": 200.0,
                                 "pipeline_s": {"feature_extraction": 46.25, "fine_tuning": 120.0}}
     return data
 
@@ -77,7 +77,7 @@ def test_the_report_shows_the_seconds_per_pipeline_and_none_without_timings(tmp_
     markdown = _run(_inputs(), tmp_path)["report.md"]
     assert "## Time" in markdown and "| feature_extraction | 46.2 |" in markdown and "| 200.0 |" in markdown
     data = _inputs()
-    data["run_timings@lazy"] = None  # no run wrote timings yet
+    data["run_timings"] = None  # no run wrote timings yet
     assert "## Time" not in _run(data, tmp_path / "again")["report.md"]
 
 
@@ -96,3 +96,18 @@ def test_the_hook_sums_each_pipelines_nodes():
     t.start(b), t.stop(b)  # 3.5 -> 10.0
     report = t.report()
     assert report["pipeline_s"] == {"feature_extraction": 2.0, "fine_tuning": 6.5} and report["total_s"] == 12.0
+
+
+def test_run_timings_is_one_entry_the_hook_writes_and_the_report_reads_lazily(tmp_path):
+    from kedro.io import DatasetError
+
+    from transfer_lab.io.datasets import LazyDataset
+
+    spec = {"type": "transfer_lab.io.datasets.MetricsDataset", "filepath": str(tmp_path / "t.json"),
+            "mlflow_artifact_path": None}
+    entry = LazyDataset(spec, writable=True)
+    assert not entry.load().exists()
+    entry.save({"pipeline_s": {"audit": 3.5}})
+    assert entry.load()() == {"pipeline_s": {"audit": 3.5}}
+    with pytest.raises(DatasetError, match="read-only"):
+        LazyDataset(spec).save({})

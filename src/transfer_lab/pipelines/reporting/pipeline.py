@@ -13,7 +13,7 @@ FIGURES = ["feature_maps_figure", "head_confusion_matrix", "head_training_curves
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
-        [node(build_report, REPORTS + FIGURES + ["run_timings@lazy"], "run_report", name="build_report")],
+        [node(build_report, REPORTS + FIGURES + ["run_timings"], "run_report", name="build_report")],
         namespace="reporting",
         prefix_datasets_with_namespace=False,
     )
