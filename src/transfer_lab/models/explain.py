@@ -5,7 +5,14 @@ Methods (all on the project's model contract: RGB 0-255 in, probabilities out):
 - **Grad-CAM** (Selvaraju et al. 2017) on the backbone's last convolutional layer *inside* the
   classifier, or on any named layer (of the classifier or of its nested backbone);
 - **Integrated Gradients** (Sundararajan et al. 2017) and **SmoothGrad** (Smilkov et al. 2017),
-  gradients with respect to the 0-255 input.
+  gradients with respect to the 0-255 input;
+- **gradcam_blurgrad** (the default, the map the explain pipeline saves): Grad-CAM times, per pixel,
+  ``relu(gradient . (photo - blurred photo))``, the first-order drop of the class score when that
+  pixel is replaced by a blurred copy. Plain 7x7 Grad-CAM is coarse: its top 20% is a blob that
+  includes background, and it beat random deletion on only 0.70-0.74 of photos; the product keeps
+  Grad-CAM's localisation and picks the pixels whose blurring costs the class most (0.93-0.98 on
+  validation photos; Grad-CAM x |input gradient| reached 0.83-0.86). Both factors come from one
+  backward pass.
 
 Each explains the predicted class, or a chosen one, for a batch of photos, and returns float maps
 of the model's input size (N, H, W), each normalised to [0, 1].
@@ -28,7 +35,8 @@ low rank correlation with the trained model's maps).
 
 Callers elsewhere (evaluation's mistakes gallery, adversarial's figure) need only::
 
-    maps = explain.gradcam(model, images)          # (N, H, W) float32 in [0, 1]
+    maps = explain.explain(model, images).maps     # (N, H, W) float32 in [0, 1], the default method
+    maps = explain.gradcam(model, images)          # plain Grad-CAM
     png = explain.overlay(image, maps[i])          # (h, w, 3) uint8, the photo under a heat map
 """
 
@@ -267,8 +275,10 @@ class Explainer:
         cam, grads, probs, chosen = self._run(self._both, x, _classes(classes, len(x)), batch_size)
         radii = [blur_radius] if blur_radius is None or np.isscalar(blur_radius) else list(blur_radius)
         delta = np.mean([x - blur(x, r) for r in radii], axis=0)
-        evidence = np.maximum((grads * delta).sum(-1), 0.0)
-        maps = _to_numpy_maps(cam * evidence)
+        evidence = cam * np.maximum((grads * delta).sum(-1), 0.0)
+        # Pixels without blur-gradient evidence (about half) are ordered by Grad-CAM, 1e-4 below
+        # the evidence's scale, so any deletion share finds a ranking, not ties.
+        maps = _to_numpy_maps(evidence + 1e-4 * evidence.max(axis=(1, 2), keepdims=True) * cam)
         return Explanation(maps, chosen, probs[np.arange(len(x)), chosen], "gradcam_blurgrad", self.layer)
 
     def input_gradients(self, images: Any, classes: Any = None, batch_size: int = 16) -> tuple[np.ndarray, ...]:
@@ -406,14 +416,29 @@ def gradcam(model: Any, images: Any, *, layer: str | None = None, classes: Any =
 # Pictures
 
 
-def overlay(image: Any, saliency: Any, *, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+def for_display(saliency: Any) -> np.ndarray:
+    """A map made readable for the eye: Gaussian-smoothed (sigma 1/56 of the side) and scaled to
+    its 99th percentile. Pixel-level maps (gradcam_blurgrad) are a few bright pixels otherwise;
+    the saved .npy stays the raw map."""
+    from scipy.ndimage import gaussian_filter
+
+    sal = np.clip(np.nan_to_num(np.asarray(saliency, dtype=np.float32)), 0.0, None)
+    sal = gaussian_filter(sal, max(sal.shape) / 56.0)
+    top = float(np.percentile(sal, 99)) if sal.size else 0.0
+    return np.clip(sal / top, 0.0, 1.0) if top > 0 else np.zeros_like(sal)
+
+
+def overlay(image: Any, saliency: Any, *, alpha: float = 0.45, cmap: str = "jet", display: bool = True) -> np.ndarray:
     """The photo (H, W, 3, 0-255) under a heat map of ``saliency`` (any size, [0, 1]): a uint8
-    (H, W, 3) array of the photo's own size, ready for a PNG."""
+    (H, W, 3) array of the photo's own size, ready for a PNG. ``display`` shows the map through
+    :func:`for_display` (smoothed, scaled to its 99th percentile); False shows it as it is."""
     import matplotlib
     from PIL import Image
 
     photo = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
     sal = np.clip(np.nan_to_num(np.asarray(saliency, dtype=np.float32)), 0.0, 1.0)
+    if display:
+        sal = for_display(sal)
     if sal.shape != photo.shape[:2]:
         sal = np.asarray(Image.fromarray(sal, mode="F").resize((photo.shape[1], photo.shape[0]), Image.BILINEAR))
     heat = matplotlib.colormaps[cmap](np.clip(sal, 0, 1))[..., :3] * 255.0
