@@ -16,7 +16,7 @@ from transfer_lab.models.backbones import (
 from transfer_lab.params.backbone import BackboneParams
 
 pytestmark = pytest.mark.slow
-N_TRAIN, N_TEST = 30, 20  # per class
+N_TRAIN, N_TEST = 20, 15  # per class
 
 
 def _photos(shared_dir, start, n):
@@ -89,7 +89,7 @@ def test_salient_deletion_lowers_the_probability_more_than_random_deletion(which
     report = request.getfixturevalue(which)
     for deletion in (report["deletion"], report["plain_gradcam"]):
         assert deletion["salient_drop_mean"] > deletion["random_drop_mean"]
-    # plain Grad-CAM beat random on 0.70 / 0.74 of these photos; the blur-gradient factor is what reaches 80%
+    # measured: plain Grad-CAM 0.63 / 0.67 of these photos, gradcam_blurgrad 0.93 / 1.00
     assert report["deletion"]["beats_random_share"] > report["plain_gradcam"]["beats_random_share"]
 
 
