@@ -1,8 +1,9 @@
 """The ``inference`` and ``unfamiliar`` parameters (conf/base/parameters_inference.yml).
 
 ``inference``: photos (a file, a folder, or a CSV of base64 image bytes) -> the chosen classifier
--> data/07_model_output/predictions.csv, and the serving model logged at the end of head_training.
-``unfamiliar``: the "unfamiliar photo" statistics fitted by head_training (models.unfamiliar).
+-> data/07_model_output/predictions.csv, and the serving model logged by the serving pipeline (after
+fine_tuning in `kedro run`).
+``unfamiliar``: the "unfamiliar photo" statistics fitted on head_training's features (models.unfamiliar).
 ``inference.source`` may be null here (``kedro run`` validates every pipeline's parameters); the
 inference pipeline's first node fails at once when it is not set.
 """
@@ -23,7 +24,7 @@ from transfer_lab.params.fields import KeyedParams, TrueFalse, param
 class InferenceParams(KeyedParams):
     """Label photos with a trained classifier, and how the serving model is logged."""
 
-    model: TrainedChoice = param("head", "Use head (data/06_models/head_classifier.keras, from head_training) or "
+    model: TrainedChoice = param("finetuned", "Use head (data/06_models/head_classifier.keras, from head_training) or "
                                          "finetuned (data/06_models/finetuned_classifier.keras, from fine_tuning)",
                                  "finetuned")
     source: str | None = param(None, "An image file, a folder of images, or a .csv with an `image` column of "

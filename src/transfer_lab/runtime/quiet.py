@@ -84,3 +84,46 @@ def quiet_tensorflow() -> None:
         tf.autograph.set_verbosity(0)
     except Exception:
         pass
+
+
+#: Lines TensorFlow's C++ side writes straight to the stderr file descriptor when it loads (absl's
+#: pre-initialisation notice, oneDNN and CPU-feature notes), where no logging setting reaches them.
+NATIVE_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard",
+    "This TensorFlow binary is optimized",
+    "Unable to register cu",  # cuDNN/cuFFT/cuBLAS factory notes on GPU wheels
+)
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow once with its native start-up notes dropped (other stderr lines are kept).
+
+    The notes go to file descriptor 2 from C++, so the descriptor is pointed at a temporary file for
+    the import and what TensorFlow wrote there is replayed without them."""
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules or os.environ.get("TRANSFER_LAB_VERBOSE") == "1":
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): import as it is
+        import tensorflow  # noqa: F401
+        quiet_tensorflow()
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(noise in line for noise in NATIVE_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+    quiet_tensorflow()

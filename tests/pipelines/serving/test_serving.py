@@ -109,7 +109,8 @@ def test_base64_csv_source(tmp_path):
 
     pd.DataFrame({"id": ["r", "bad"], "image": [b64(jpeg_bytes(photo(RED, 1))), "@@"]}).to_csv(tmp_path / "rows.csv",
                                                                                              index=False)
-    rows = read_source(InferenceParams(source=str(tmp_path / "rows.csv")), deferred(missing=tmp_path / "x.keras"),
+    rows = read_source(InferenceParams(model="head", source=str(tmp_path / "rows.csv")),
+                       deferred(missing=tmp_path / "x.keras"),
                        deferred(tiny_classifier()))
     assert rows["source"].tolist() == ["r", "bad"] and rows["data"][0][:3] == b"\xff\xd8\xff"
     assert rows["error"][1].startswith("bad_base64")
