@@ -46,7 +46,8 @@ _MIRROR_SIGN = np.tile((-1.0) ** np.arange(LOW), (LOW, 1)).reshape(-1)[1:]
 CENTRE_MARGIN = 0.06
 
 
-#: a photo larger than SUBSAMPLE * SIDE a side is first subsampled (nearest pixel) to that size
+#: a photo of more than twice (SUBSAMPLE * SIDE)^2 pixels is first subsampled (nearest pixel) to at
+#: most SUBSAMPLE * SIDE a side (for a smaller one, the subsampling costs more than it saves)
 SUBSAMPLE = 4
 
 #: a photo whose reduced grey image spans fewer grey levels than this is plain (one colour): its
@@ -88,7 +89,7 @@ def _low_frequencies(image: Image.Image | np.ndarray) -> np.ndarray | None:
     # The green channel stands in for luminance (a copy, no arithmetic: 40% cheaper than "L");
     # reduce() is a cheap integer box filter (one pass over the full photo, the only one); the box
     # resize of the small image to SIDE x SIDE and the DCT are then two small matrix products.
-    if image.width > SUBSAMPLE * SIDE or image.height > SUBSAMPLE * SIDE:
+    if image.width * image.height > 2 * (SUBSAMPLE * SIDE) ** 2:
         # every k-th pixel first (reads 1/k^2 of the photo): the box filter below then averages
         # SUBSAMPLE x SUBSAMPLE of those per sample, enough against aliasing at 16 frequencies of 64
         image = image.resize((min(image.width, SUBSAMPLE * SIDE), min(image.height, SUBSAMPLE * SIDE)),
