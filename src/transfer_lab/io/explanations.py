@@ -1,6 +1,6 @@
 """A folder of saliency maps: ``<name>.npy`` (the raw float map, H x W of the model's input),
 ``<name>.png`` (the photo under its heat map) and an index ``explanations.csv`` (``path, map,
-overlay, label, probability``: ``map`` is the .npy file name), written and read as one artefact.
+label, probability, overlay``: ``map`` is the .npy file name), written and read as one artefact.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from transfer_lab.io.files import atomic_dir
 
 INDEX = "explanations.csv"
 #: The index's first columns, in this order (more columns may follow).
-COLUMNS = ("path", "map", "overlay", "label", "probability")
+COLUMNS = ("path", "map", "label", "probability", "overlay")
 
 
 class ExplanationFolderDataset(_FileDataset):

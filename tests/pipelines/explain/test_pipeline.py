@@ -60,7 +60,7 @@ def test_pipeline_writes_maps_overlays_index_and_faithfulness(tmp_path):
 
     folder = tmp_path / "out" / "explanations"
     index = pd.read_csv(folder / "explanations.csv")
-    assert list(index.columns[:5]) == ["path", "map", "overlay", "label", "probability"]
+    assert list(index.columns[:5]) == ["path", "map", "label", "probability", "overlay"]  # the four first
     assert sorted(index["path"]) == photos
     assert sorted(index["map"]) == ["a_0.npy", "a_1.npy", "b_0.npy", "b_1.npy"]
     for row in index.itertuples():
