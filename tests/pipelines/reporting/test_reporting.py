@@ -21,7 +21,14 @@ def _inputs() -> dict:
     data.update({name: img for name in FIGURES})
     data["adversarial_figures"] = {"grid": img, "robust_accuracy": img, "cat_1": img}
     data["run_timings"] = {"started": "2026-12-04T02:00:00", "total_s": 200.0,
-                                "pipeline_s": {"feature_extraction": 46.25, "fine_tuning": 120.0}}
+                           "pipeline_s": {"feature_extraction": 46.25, "fine_tuning": 120.0}}
+    data["audit_report"] = {"n_label_issues": 7, "n_outliers": 2}
+    data["serving_model_info"] = {"model": "finetuned", "registered_model_name": "transfer-lab-PetImages-species",
+                                  "version": "3", "champion": "2", "logged": True, "test_accuracy": 0.98}
+    data["unfamiliar_summary"] = {"method": "knn", "threshold": 0.41, "val_flagged": 0.01}
+    data["explanations_report"] = {"n_photos": 8, "method": "gradcam_blurgrad",
+                                   "deletion": {"beats_random_share": 0.875}, "sanity": {"rank_correlation_mean": 0.1},
+                                   "passed": {"deletion": True, "sanity": True}}
     return data
 
 
@@ -36,10 +43,13 @@ def test_every_figure_the_report_links_is_in_its_folder(tmp_path):
     report = _run(_inputs(), tmp_path)
     markdown = report["report.md"]
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 9 and "not produced" not in markdown
+    assert len(links) == 12 and "not produced" not in markdown
     assert set(links) == set(report) - {"report.md"}
     assert "](adversarial_robust_accuracy.png)" in markdown and "| 2 | 0 |" in markdown
     assert report["adversarial_grid.png"].shape == (8, 8, 3)
+    assert "| n label issues | 7 |" in markdown and "](label_issues.png)" in markdown
+    assert "models:/transfer-lab-PetImages-species@champion" in markdown and "| champion version | 2 |" in markdown
+    assert "| deletion test: beats random on | 0.875 |" in markdown and "](explanations.png)" in markdown
 
 
 def test_a_missing_adversarial_figure_fails_naming_it(tmp_path):

@@ -65,16 +65,23 @@ def _adversarial(figures: Mapping[str, Any], key: str) -> Any:
 def build_report(
     ingestion_summary: dict[str, Any],
     feature_extraction_report: dict[str, Any],
+    audit_report: dict[str, Any],
     head_metrics: dict[str, Any],
     finetune_metrics: dict[str, Any],
+    unfamiliar_summary: dict[str, Any],
+    serving_model_info: dict[str, Any],
+    explanations_report: dict[str, Any],
     ideal_images_metrics: dict[str, Any],
     adversarial_metrics: dict[str, Any],
     feature_maps_figure: Any,
+    label_issues_gallery: Any,
+    outliers_gallery: Any,
     head_confusion_matrix: Any,
     head_training_curves: Any,
     finetune_confusion_matrix: Any,
     finetune_curves: Any,
     finetune_comparison_figure: Any,
+    explanations_gallery: Any,
     ideal_images_grid: Any,
     adversarial_figures: Mapping[str, Any],
     run_timings: Any = None,
@@ -104,6 +111,13 @@ def build_report(
         out += ["Rejected, by reason: " + ", ".join(f"{k} {v}" for k, v in rejected.items()) +
                 " (see `rejected_images.csv`).", ""]
 
+    out += ["### Audit: near-duplicates, likely label errors, outliers", ""]
+    out += _table([(k.replace("_", " "), v) for k, v in _scalars(audit_report)])
+    out += ["Lists: `near_duplicates.csv` (ingestion; copies kept in one split), `audit_near_duplicates.csv` "
+            "(also found in feature space), `label_issues.csv` (most likely first), `outliers.csv`.", "",
+            fig.add("label_issues", "likely label errors", label_issues_gallery),
+            fig.add("outliers", "outliers", outliers_gallery), ""]
+
     out += ["## 2. Frozen features", ""]
     out += _table(_scalars(feature_extraction_report))
     out += [fig.add("feature_maps", "feature maps", feature_maps_figure), ""]
@@ -121,6 +135,32 @@ def build_report(
             fig.add("finetune_confusion_matrix", "fine-tuned confusion matrix", finetune_confusion_matrix),
             fig.add("finetune_curves", "fine-tuning curves", finetune_curves),
             fig.add("finetune_comparison", "head only vs fine-tuned", finetune_comparison_figure), ""]
+
+    out += ["### Serving: the registered model and its unfamiliar-photo flag", ""]
+    out += _table([("served model", _get(serving_model_info, "model")),
+                   ("registered as", _get(serving_model_info, "registered_model_name")),
+                   ("version", _get(serving_model_info, "version")),
+                   ("champion version", _get(serving_model_info, "champion")),
+                   ("its test accuracy", _get(serving_model_info, "test_accuracy")),
+                   ("unfamiliar flag: method", _get(unfamiliar_summary, "method")),
+                   ("threshold", _get(unfamiliar_summary, "threshold")),
+                   ("validation photos flagged", _get(unfamiliar_summary, "val_flagged")),
+                   ("test photos flagged", _get(unfamiliar_summary, "test_flagged"))])
+    if _get(serving_model_info, "logged"):
+        name = _get(serving_model_info, "registered_model_name")
+        out += [f"Serve it: `mlflow models serve -m models:/{name}@champion --env-manager local`, then POST "
+                "`{\"dataframe_records\": [{\"image\": \"<base64 of a JPEG/PNG>\"}]}` to /invocations.", ""]
+
+    out += ["## Explanations (Grad-CAM and attributions)", ""]
+    out += _table([("photos explained", _get(explanations_report, "n_photos")),
+                   ("method", _get(explanations_report, "method")),
+                   ("deletion test: beats random on", _get(explanations_report, "deletion.beats_random_share")),
+                   ("sanity check: rank correlation with randomised weights",
+                    _get(explanations_report, "sanity.rank_correlation_mean")),
+                   ("deletion test passed (>= 0.8)", _get(explanations_report, "passed.deletion")),
+                   ("sanity check passed (< 0.5)", _get(explanations_report, "passed.sanity"))])
+    out += ["Raw maps (.npy) and overlays: `explanations/` with its index `explanations.csv`.", "",
+            fig.add("explanations", "explanations", explanations_gallery), ""]
 
     out += ["## 5. Ideal class images", ""]
     classes = _get(ideal_images_metrics, "classes") or {}
