@@ -33,8 +33,8 @@ class InferenceParams(KeyedParams):
     batch_size: int = param(32, "Photos per prediction batch: a whole number, 1 or more", 64, ge=1)
     max_pixels: int | None = param(None, "Larger images are refused (too_large); null = data.max_pixels: a whole "
                                          "number of pixels, 1 or more", 40_000_000, ge=1)
-    register: TrueFalse = param(True, "Log the serving model (decoder + classifier + unfamiliar flag) at the end "
-                                      "of head_training and register it: true or false", False)
+    log_model: TrueFalse = param(True, "Log the serving model (decoder + classifier + unfamiliar flag) at the end "
+                                      "of training (the serving pipeline) and register it: true or false", False)
     registered_model_name: str | None = param(
         None, "The Model Registry name; null = transfer-lab-<data set>-<labels> (the MLflow experiment's name)",
         "transfer-lab-PetImages-species")

@@ -60,7 +60,7 @@ def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head
                       features: dict[str, np.ndarray], params: InferenceParams, data: DataParams,
                       finetuned: Any, head: Any) -> dict[str, Any]:
     """Log decoder + ``inference.model`` classifier + unfamiliar statistics as one pyfunc model to
-    the run and register it (``inference.register``), champion = best test accuracy."""
+    the run and register it (``inference.log_model``), champion = best test accuracy."""
     from transfer_lab.serving import pyfunc
     from transfer_lab.serving.predictor import Predictor, pool_model
 
@@ -75,8 +75,8 @@ def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head
     serve_config = {**config, "model": params.model, "max_pixels": max_pixels, "top_k": params.top_k,
                     "unfamiliar": unfamiliar.summary(stats)}
     info: dict[str, Any] = {"model": params.model, "test_accuracy": metrics.get("accuracy"), "logged": False}
-    if not params.register or not tracking.active():
-        log.info("Serving model not logged (%s).", "inference.register=false" if not params.register
+    if not params.log_model or not tracking.active():
+        log.info("Serving model not logged (%s).", "inference.log_model=false" if not params.log_model
                  else "no MLflow run")
         return info
     import mlflow
