@@ -29,6 +29,9 @@ def _inputs() -> dict:
     data["explanations_report"] = {"n_photos": 8, "method": "gradcam_blurgrad",
                                    "deletion": {"beats_random_share": 0.875}, "sanity": {"rank_correlation_mean": 0.1},
                                    "passed": {"deletion": True, "sanity": True}}
+    data["export_report"] = {"model": "finetuned", "n_test": 30, "keras": {"latency_ms": 24.0},
+                             "tflite_int8": {"size_bytes": 2.7e6, "top1_agreement": 0.997, "max_prob_diff": 0.67,
+                                             "latency_ms": 3.3}}
     return data
 
 
@@ -50,6 +53,7 @@ def test_every_figure_the_report_links_is_in_its_folder(tmp_path):
     assert "| n label issues | 7 |" in markdown and "](label_issues.png)" in markdown
     assert "models:/transfer-lab-PetImages-species@champion" in markdown and "| champion version | 2 |" in markdown
     assert "| deletion test: beats random on | 0.875 |" in markdown and "](explanations.png)" in markdown
+    assert "| tflite_int8 | 2.7 | 0.997 | 0.67 | 3.3 |" in markdown
 
 
 def test_a_missing_adversarial_figure_fails_naming_it(tmp_path):
@@ -88,7 +92,9 @@ def test_the_report_shows_the_seconds_per_pipeline_and_none_without_timings(tmp_
     assert "## Time" in markdown and "| feature_extraction | 46.2 |" in markdown and "| 200.0 |" in markdown
     data = _inputs()
     data["run_timings"] = None  # no run wrote timings yet
-    assert "## Time" not in _run(data, tmp_path / "again")["report.md"]
+    data["export_report"] = None  # export not run
+    markdown = _run(data, tmp_path / "again")["report.md"]
+    assert "## Time" not in markdown and "## Export" not in markdown
 
 
 def test_the_hook_sums_each_pipelines_nodes():

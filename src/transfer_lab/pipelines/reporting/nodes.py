@@ -85,6 +85,7 @@ def build_report(
     ideal_images_grid: Any,
     adversarial_figures: Mapping[str, Any],
     run_timings: Any = None,
+    export_report: Any = None,
 ) -> dict[str, Any]:
     """The report folder: ``report.md`` and every figure it embeds (figures are catalog inputs, so a
     figure that was not written fails the run, naming the dataset and the pipeline that writes it)."""
@@ -181,15 +182,40 @@ def build_report(
                 *[f"| {k} | {_fmt(v)} |" for k, v in robust.items()], ""]
     out += [fig.add(f"adversarial_{key}", title, _adversarial(adversarial_figures, key))
             for key, title in ADVERSARIAL_FIGURES.items()] + [""]
+    out += _export(export_report)
     out += _timings(run_timings)
     return {"report.md": "\n".join(out) + "\n", **fig.files}
 
 
+def _loaded(entry: Any) -> Any:
+    """A lazily read report: ``None`` when its file does not exist yet (a deferred load or the dict)."""
+    if entry is None or (hasattr(entry, "exists") and not entry.exists()):
+        return None
+    return entry() if callable(entry) else entry
+
+
+def _export(export_report: Any) -> list[str]:
+    """The exported files' parity with the Keras model (the export pipeline, run on its own)."""
+    report = _loaded(export_report)
+    if not report:
+        return []
+    lines = ["## Export", "", f"`{_get(report, 'model')}` classifier, parity on {_get(report, 'n_test')} test photos "
+             "(`kedro run --pipelines=export`; also `export.*` in MLflow).", "",
+             "| format | size (MB) | top-1 agreement with Keras | largest probability difference | ms a photo |",
+             "|---|---|---|---|---|", f"| Keras | | | | {_fmt(_get(report, 'keras.latency_ms'))} |"]
+    for name in ("saved_model", "tflite_fp32", "tflite_int8"):
+        r = _get(report, name)
+        if isinstance(r, Mapping):
+            lines.append(f"| {name} | {float(r.get('size_bytes', 0)) / 1e6:.1f} | {_fmt(r.get('top1_agreement'))} | "
+                         f"{_fmt(r.get('max_prob_diff'))} | {_fmt(r.get('latency_ms'))} |")
+    return lines + [""]
+
+
 def _timings(run_timings: Any) -> list[str]:
     """Seconds per pipeline of the run (the project hook's run_timings; a deferred load or the dict)."""
-    if run_timings is None or (hasattr(run_timings, "exists") and not run_timings.exists()):
+    timings = _loaded(run_timings)
+    if not timings:
         return []
-    timings = run_timings() if callable(run_timings) else run_timings
     per = _get(timings, "pipeline_s") or {}
     if not per:
         return []

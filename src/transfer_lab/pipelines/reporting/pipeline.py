@@ -15,7 +15,7 @@ FIGURES = ["feature_maps_figure", "label_issues_gallery", "outliers_gallery", "h
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
-        [node(build_report, REPORTS + FIGURES + ["run_timings"], "run_report", name="build_report")],
+        [node(build_report, REPORTS + FIGURES + ["run_timings", "export_report"], "run_report", name="build_report")],
         namespace="reporting",
         prefix_datasets_with_namespace=False,
     )
