@@ -88,33 +88,50 @@ REGULARIZERS: dict[str, Callable[[Any], Any]] = {"total_variation": total_variat
 # Transformations (random, differentiable; same output size as input)
 # ---------------------------------------------------------------------------------------------
 
-Transform = Callable[[Any, Any], Any]  # (images, tf.random.Generator) -> images
+Transform = Callable[[Any, Any], Any]  # (images, tf.random.Generator) -> images; a new draw per image
+
+
+def _project(x: Any, matrix: Any) -> Any:
+    """Resample each image of ``x`` at its own projective ``matrix`` (N, 8), bilinear, reflected."""
+    import tensorflow as tf
+
+    h, w = int(x.shape[1]), int(x.shape[2])
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=tf.cast(matrix, tf.float32), output_shape=tf.constant([h, w], tf.int32),
+        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="REFLECT",
+    )
+    out.set_shape(x.shape)
+    return out
 
 
 def jitter(pixels: int) -> Transform:
-    """Shift by a random whole number of pixels in -pixels..pixels (edges reflected)."""
+    """Shift each image by its own random whole number of pixels in -pixels..pixels (edges
+    reflected; a whole-pixel shift resamples nothing)."""
 
     def apply(x: Any, rng: Any) -> Any:
         import tensorflow as tf
 
         if pixels <= 0:
             return x
-        h, w = x.shape[1], x.shape[2]
-        padded = tf.pad(x, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], mode="REFLECT")
-        oy, ox = tf.unstack(rng.uniform([2], 0, 2 * pixels + 1, dtype=tf.int32))
-        out = padded[:, oy:oy + h, ox:ox + w, :]
-        out.set_shape(x.shape)
-        return out
+        n = tf.shape(x)[0]
+        shift = tf.cast(rng.uniform(tf.stack([n, 2]), -pixels, pixels + 1, dtype=tf.int32), tf.float32)
+        one, zero = tf.ones([n]), tf.zeros([n])
+        matrix = tf.stack([one, zero, shift[:, 0], zero, one, shift[:, 1], zero, zero], axis=1)
+        return _project(x, matrix)
 
     apply.__name__ = f"jitter({pixels})"
     return apply
 
 
 def _affine(x: Any, scale: Any, angle: Any) -> Any:
-    """Zoom by ``scale`` and rotate by ``angle`` (radians) about the centre, bilinear, reflected."""
+    """Zoom by ``scale`` and rotate by ``angle`` (radians; scalars or one per image) about the
+    centre, bilinear, reflected."""
     import tensorflow as tf
 
     h, w = int(x.shape[1]), int(x.shape[2])
+    n = tf.shape(x)[0]
+    scale = tf.broadcast_to(tf.cast(scale, tf.float32), [n])
+    angle = tf.broadcast_to(tf.cast(angle, tf.float32), [n])
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     # output (x', y') samples input at inverse-transformed coordinates
     c, s = tf.cos(angle) / scale, tf.sin(angle) / scale
@@ -123,41 +140,93 @@ def _affine(x: Any, scale: Any, angle: Any) -> Any:
     a2 = cx - a0 * cx - a1 * cy
     b2 = cy - b0 * cx - b1 * cy
     zero = tf.zeros_like(c)
-    matrix = tf.stack([a0, a1, a2, b0, b1, b2, zero, zero])[None, :]
-    matrix = tf.tile(tf.cast(matrix, tf.float32), [tf.shape(x)[0], 1])
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=matrix, output_shape=tf.constant([h, w], tf.int32),
-        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="REFLECT",
-    )
+    return _project(x, tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1))
 
 
 def scale(low: float, high: float) -> Transform:
-    """Zoom by a random factor in [low, high] about the centre."""
+    """Zoom each image by its own random factor in [low, high] about the centre."""
 
     def apply(x: Any, rng: Any) -> Any:
         import tensorflow as tf
 
         if low == high == 1.0:
             return x
-        return _affine(x, rng.uniform([], low, high), tf.constant(0.0))
+        return _affine(x, rng.uniform(tf.shape(x)[:1], low, high), 0.0)
 
     apply.__name__ = f"scale({low}, {high})"
     return apply
 
 
 def rotate(degrees: float) -> Transform:
-    """Rotate by a random angle in -degrees..degrees about the centre."""
+    """Rotate each image by its own random angle in -degrees..degrees about the centre."""
 
     def apply(x: Any, rng: Any) -> Any:
         import tensorflow as tf
 
         if degrees <= 0:
             return x
-        angle = rng.uniform([], -degrees, degrees) * (math.pi / 180.0)
-        return _affine(x, tf.constant(1.0), angle)
+        angle = rng.uniform(tf.shape(x)[:1], -degrees, degrees) * (math.pi / 180.0)
+        return _affine(x, 1.0, angle)
 
     apply.__name__ = f"rotate({degrees})"
     return apply
+
+
+def gaussian_blur(images: Any, sigma: float) -> Any:
+    """Each image blurred by a separable Gaussian of ``sigma`` pixels (edges reflected)."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(images, tf.float32)
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    c = int(x.shape[-1])
+    pad = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    ky = tf.constant(np.tile(k[:, None, None, None], (1, 1, c, 1)))
+    kx = tf.constant(np.tile(k[None, :, None, None], (1, 1, c, 1)))
+    y = tf.nn.depthwise_conv2d(pad, ky, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(y, kx, [1, 1, 1, 1], "VALID")
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives and the diversity term
+# ---------------------------------------------------------------------------------------------
+
+def class_score(logits: Any, targets: Sequence[int], objective: str = "logit") -> Any:
+    """Per-image score of the target class (a group: the log-sum-exp of its logits).
+    ``logit``: the raw score; ``logit_minus_mean``: minus the mean logit of all classes, so that the
+    image cannot win by raising every class at once (the softmax ignores a common shift). Shape (N,)."""
+    import tensorflow as tf
+
+    picked = tf.gather(logits, tf.constant(list(targets), tf.int32), axis=1)
+    score = tf.reduce_logsumexp(picked, axis=1) if len(targets) > 1 else picked[:, 0]
+    if objective == "logit_minus_mean":
+        score = score - tf.reduce_mean(logits, axis=1)
+    elif objective != "logit":
+        raise IdealError(f"objective {objective!r} is not known: use {' or '.join(OBJECTIVES)}.")
+    return score
+
+
+OBJECTIVES = ("logit", "logit_minus_mean")
+
+
+def gram_similarity(features: Any) -> Any:
+    """Mean cosine similarity between the Gram matrices (channel x channel, over positions) of
+    every pair of images in ``features`` (N, H, W, C): 1 when all images have the same texture
+    statistics, near 0 when they share none. The diversity penalty of Lucid. 0 for N = 1."""
+    import tensorflow as tf
+
+    f = tf.convert_to_tensor(features, tf.float32)
+    n = f.shape[0]
+    if n is None or n < 2:
+        return tf.constant(0.0)
+    flat = tf.reshape(f, [n, -1, f.shape[-1]])
+    gram = tf.linalg.matmul(flat, flat, transpose_a=True) / tf.cast(tf.shape(flat)[1], tf.float32)
+    g = tf.math.l2_normalize(tf.reshape(gram, [n, -1]), axis=1)
+    sim = tf.linalg.matmul(g, g, transpose_b=True)
+    return (tf.reduce_sum(sim) - tf.linalg.trace(sim)) / float(n * (n - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,30 +250,31 @@ class Parameterization:
     """
 
     def __init__(self, size: tuple[int, int], *, fourier: bool = True, decorrelate: bool = True,
-                 init_std: float = 0.01, seed: int = 0):
+                 init_std: float = 0.01, seed: int = 0, n: int = 1):
         import tensorflow as tf
 
         self.size = (int(size[0]), int(size[1]))
         self.fourier = bool(fourier)
         self.decorrelate = bool(decorrelate)
+        self.n = int(n)
         h, w = self.size
         rng = np.random.default_rng(seed)
         if self.fourier:
             self._scale = tf.constant(_freq_scale(h, w))
-            shape = (2, 3, h, w // 2 + 1)
+            shape = (2, self.n, 3, h, w // 2 + 1)
         else:
-            shape = (1, h, w, 3)
+            shape = (self.n, h, w, 3)
         self.variable = tf.Variable(rng.normal(0.0, init_std, size=shape).astype(np.float32), name="ideal_image")
 
     def image(self) -> Any:
-        """The current image, float32 (1, H, W, 3) in 0-255."""
+        """The current images, float32 (n, H, W, 3) in 0-255."""
         import tensorflow as tf
 
         h, w = self.size
         if self.fourier:
             spectrum = tf.complex(self.variable[0], self.variable[1]) * tf.cast(self._scale, tf.complex64)
-            t = tf.signal.irfft2d(spectrum, fft_length=[h, w])  # (3, H, W)
-            t = tf.transpose(t, (1, 2, 0))[None] * (math.sqrt(h * w) / 4.0)
+            t = tf.signal.irfft2d(spectrum, fft_length=[h, w])  # (n, 3, H, W)
+            t = tf.transpose(t, (0, 2, 3, 1)) * (math.sqrt(h * w) / 4.0)
         else:
             t = self.variable
         if self.decorrelate:
@@ -212,13 +282,16 @@ class Parameterization:
         return tf.sigmoid(t) * 255.0
 
     def assign_image(self, image: np.ndarray) -> None:
-        """Set the variables so that :meth:`image` gives ``image`` (resized to this size)."""
+        """Set the variables so that :meth:`image` gives ``image`` (one (H, W, 3) image for all n,
+        or n images; resized to this size)."""
         import tensorflow as tf
 
         h, w = self.size
         x = tf.convert_to_tensor(np.asarray(image, np.float32))
         if x.shape.rank == 3:
             x = x[None]
+        if x.shape[0] != self.n:
+            x = tf.tile(x[:1], [self.n, 1, 1, 1])
         if tuple(x.shape[1:3]) != (h, w):
             x = tf.image.resize(x, (h, w), method="bicubic")
         p = tf.clip_by_value(x / 255.0, _EPS, 1.0 - _EPS)
@@ -226,7 +299,7 @@ class Parameterization:
         if self.decorrelate:
             t = tf.tensordot(t, tf.constant(np.linalg.inv(_COLOUR.T).astype(np.float32)), axes=1)
         if self.fourier:
-            t = tf.transpose(t[0], (2, 0, 1)) / (math.sqrt(h * w) / 4.0)
+            t = tf.transpose(t, (0, 3, 1, 2)) / (math.sqrt(h * w) / 4.0)
             spectrum = tf.signal.rfft2d(t) / tf.cast(self._scale, tf.complex64)
             value = tf.stack([tf.math.real(spectrum), tf.math.imag(spectrum)])
         else:
@@ -240,8 +313,8 @@ class Parameterization:
 
 @dataclass(frozen=True)
 class IdealConfig:
-    """Everything that shapes one ideal image; built from the ``visualization`` parameters by
-    :meth:`transfer_lab.params.visualization.VisualizationParams.ideal_config`."""
+    """Everything that shapes one class's ideal images; built from the ``visualization``
+    parameters by :meth:`transfer_lab.params.visualization.VisualizationParams.ideal_config`."""
 
     steps: int = 192
     learning_rate: float = 0.05
@@ -254,11 +327,16 @@ class IdealConfig:
     rotate: float = 10.0
     octaves: int = 1
     octave_scale: float = 1.4
-    batch: int = 1  # randomly transformed copies per step (averaged)
+    batch: int = 1  # randomly transformed copies of each image per step (their scores averaged)
+    objective: str = "logit"  # logit | logit_minus_mean
+    blur_every: int = 0  # blur the images every this many steps (0 = never) ...
+    blur_sigma: float = 0.5  # ... by a Gaussian of this many pixels
+    n_images: int = 1  # images optimised together for the class
+    diversity: float = 0.0  # weight of the Gram-matrix similarity between them (needs features)
 
     def without_smoothness(self) -> "IdealConfig":
-        """The same run with the smoothness terms (total variation, L2) switched off."""
-        return replace(self, regularizers={k: 0.0 for k in self.regularizers})
+        """The same run with the smoothness terms (total variation, L2, blur) switched off."""
+        return replace(self, regularizers={k: 0.0 for k in self.regularizers}, blur_every=0)
 
     def transforms(self) -> list[Transform]:
         out: list[Transform] = []
@@ -279,7 +357,7 @@ class IdealResult:
     logit: float  # final target logit of the saved (whole-pixel) image (a group: log-sum-exp)
     probability: float  # of the saved image under the model (a group: summed)
     tv_per_pixel: float
-    seconds: float
+    seconds: float  # the class's optimisation time divided by the images made together
     history: dict[str, list[float]]
 
 
@@ -288,6 +366,14 @@ def model_input_size(model: Any) -> tuple[int, int]:
     if shape[1] is None or shape[2] is None:
         raise IdealError(f"model {model.name!r} has no fixed input size; build it with an image_size.")
     return int(shape[1]), int(shape[2])
+
+
+def features_and_logits(model: Any, layer: str) -> Any:
+    """A model from 0-255 images to ``[activations of layer, logits]`` (for the diversity term);
+    ``model`` is a project classifier (with a ``logits`` layer)."""
+    from transfer_lab.models.featuremaps import activation_model
+
+    return activation_model(model, [layer, "logits"])
 
 
 def generate(
@@ -299,13 +385,30 @@ def generate(
     description: str | None = None,
     log_every: int = 8,
 ) -> IdealResult:
-    """An image that ``logits_model`` (0-255 RGB in, pre-softmax scores out) scores high for
-    ``class_index`` (one class, or a group such as every cat breed).
+    """One ideal image (the first of :func:`generate_set` with ``n_images=1``)."""
+    return generate_set(logits_model, class_index, replace(config, n_images=1, diversity=0.0), progress=progress,
+                        description=description, log_every=log_every)[0]
 
-    Loss = -logit[class] (for a group: the log-sum-exp of its logits, i.e. its summed
-    probability up to the softmax normaliser; averaged over ``config.batch`` randomly transformed
-    copies)
-    + sum of weight * regulariser(image). Each octave runs its share of ``config.steps`` with Adam.
+
+def generate_set(
+    logits_model: Any,
+    class_index: int | Sequence[int],
+    config: IdealConfig = IdealConfig(),
+    *,
+    features_model: Any = None,
+    progress: bool = True,
+    description: str | None = None,
+    log_every: int = 8,
+) -> list[IdealResult]:
+    """``config.n_images`` images that ``logits_model`` (0-255 RGB in, pre-softmax scores out)
+    scores high for ``class_index`` (one class, or a group such as every cat breed).
+
+    Loss = -mean score (:func:`class_score` with ``config.objective``, over ``config.batch``
+    randomly transformed copies of each image) + sum of weight * regulariser(image)
+    + ``config.diversity`` * :func:`gram_similarity` of ``features_model``'s first output (a model
+    giving ``[features, logits]``, see :func:`features_and_logits`; needed only when diversity > 0
+    and n_images > 1). Every ``config.blur_every`` steps the images are blurred a little. Each
+    octave runs its share of ``config.steps`` with Adam.
     """
     import keras
     import tensorflow as tf
@@ -316,10 +419,18 @@ def generate(
     targets = sorted({int(i) for i in (class_index if isinstance(class_index, (list, tuple, np.ndarray)) else [class_index])})
     if not targets or not all(0 <= i < n_classes for i in targets):
         raise IdealError(f"class index {class_index} is out of range for a model with {n_classes} classes.")
+    if config.objective not in OBJECTIVES:
+        raise IdealError(f"objective {config.objective!r} is not known: use {' or '.join(OBJECTIVES)}.")
+    n = int(config.n_images)
+    diverse = n > 1 and config.diversity > 0
+    if diverse and features_model is None:
+        raise IdealError("a diversity weight above 0 needs features_model (ideal.features_and_logits(model, layer)); "
+                         "or set the diversity to 0.")
+    net = features_model if diverse else logits_model
     transforms = config.transforms()
     regs = [(REGULARIZERS[k], float(v)) for k, v in config.regularizers.items() if float(v) > 0]
     rng = tf.random.Generator.from_seed(int(config.seed))
-    target_t = tf.constant(targets, tf.int32)
+    copies = max(1, int(config.batch))
 
     sizes = [
         (max(8, round(h / config.octave_scale ** k)), max(8, round(w / config.octave_scale ** k)))
@@ -327,57 +438,72 @@ def generate(
     ]
     per_octave = [config.steps // config.octaves + (1 if i < config.steps % config.octaves else 0)
                   for i in range(config.octaves)]
-    history: dict[str, list[float]] = {"step": [], "logit": [], "total_variation": []}
+    history: dict[str, list[float]] = {"step": [], "logit": [], "total_variation": [], "similarity": []}
     start = time.perf_counter()
     bar = progress_bar(total=config.steps, desc=description or f"ideal image (class {class_index})", disable=not progress,
-               leave=False)
+                       leave=False)
     image = None
     done = 0
     for octave, (size, n_steps) in enumerate(zip(sizes, per_octave)):
         param = Parameterization(size, fourier=config.parameterization == "fourier",
-                                 decorrelate=config.decorrelate_colour, seed=config.seed)
+                                 decorrelate=config.decorrelate_colour, seed=config.seed, n=n)
         if image is not None:
             param.assign_image(image)
         opt = keras.optimizers.Adam(config.learning_rate)
         opt.build([param.variable])
 
         @tf.function(reduce_retracing=True)
-        def step() -> tuple[Any, Any]:
+        def step() -> tuple[Any, Any, Any]:
             with tf.GradientTape() as tape:
                 img = param.image()
                 full = img if tuple(img.shape[1:3]) == (h, w) else tf.image.resize(img, (h, w), method="bilinear")
-                x = tf.tile(full, [config.batch, 1, 1, 1]) if config.batch > 1 else full
+                x = tf.tile(full, [copies, 1, 1, 1]) if copies > 1 else full  # copy-major: k * n + i
                 for t in transforms:
                     x = t(x, rng)
-                scores = tf.gather(logits_model(x, training=False), target_t, axis=1)
-                logit = tf.reduce_mean(tf.reduce_logsumexp(scores, axis=1) if len(targets) > 1 else scores[:, 0])
+                out = net(x, training=False)
+                if diverse:
+                    feats, logits = out
+                    f = tf.reduce_mean(tf.reshape(feats, [copies, n, *feats.shape[1:]]), axis=0)
+                    similarity = gram_similarity(f)
+                else:
+                    logits, similarity = out, tf.constant(0.0)
+                logit = tf.reduce_mean(class_score(logits, targets, config.objective))
                 loss = -logit
                 for fn, weight in regs:
                     loss = loss + weight * tf.reduce_mean(fn(img))
+                if diverse:
+                    loss = loss + config.diversity * similarity
             grad = tape.gradient(loss, param.variable)
             opt.apply_gradients([(grad, param.variable)])
-            return logit, tf.reduce_mean(total_variation(img))
+            return logit, tf.reduce_mean(total_variation(img)), similarity
 
         for i in range(n_steps):
-            logit, tv = step()
+            logit, tv, sim = step()
             done += 1
+            if config.blur_every and done % config.blur_every == 0 and i < n_steps - 1:
+                param.assign_image(gaussian_blur(param.image(), config.blur_sigma).numpy())
             if done % log_every == 0 or i == n_steps - 1:
                 history["step"].append(done)
                 history["logit"].append(float(logit))
                 history["total_variation"].append(float(tv))
+                history["similarity"].append(float(sim))
                 bar.set_postfix(octave=f"{octave + 1}/{config.octaves}", logit=f"{float(logit):.1f}")
             bar.update(1)
-        image = param.image().numpy()[0]
+        image = param.image().numpy()
     bar.close()
     final = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    if final.shape[:2] != (h, w):  # only when the last octave is smaller (never with octave_scale >= 1)
-        final = np.clip(np.rint(tf.image.resize(final[None].astype(np.float32), (h, w)).numpy()[0]), 0, 255).astype(np.uint8)
-    seconds = time.perf_counter() - start
-    logits = np.asarray(logits_model(final[None].astype(np.float32), training=False))[0].astype(np.float64)
-    probs = softmax(logits)
-    top = logits[targets].max()
-    logit = float(top + np.log(np.exp(logits[targets] - top).sum()))
-    return IdealResult(final, logit, float(probs[targets].sum()), tv_per_pixel(final), seconds, history)
+    if final.shape[1:3] != (h, w):  # only when the last octave is smaller (never with octave_scale >= 1)
+        final = np.clip(np.rint(tf.image.resize(final.astype(np.float32), (h, w)).numpy()), 0, 255).astype(np.uint8)
+    seconds = (time.perf_counter() - start) / n
+    all_logits = np.asarray(logits_model(final.astype(np.float32), training=False)).astype(np.float64)
+    results = []
+    for k in range(n):
+        logits = all_logits[k]
+        probs = softmax(logits)
+        top = logits[targets].max()
+        logit = float(top + np.log(np.exp(logits[targets] - top).sum()))
+        results.append(IdealResult(final[k], logit, float(probs[targets].sum()), tv_per_pixel(final[k]), seconds, history))
+    return results
 
 
 def class_probabilities(model: Any, image: np.ndarray) -> np.ndarray:

@@ -164,6 +164,18 @@ class VisualizationParams(KeyedParams):
     octaves: int = param(1, "A whole number, 1 or more (and at most steps)", 2, ge=1)
     octave_scale: float = param(1.4, "The size ratio between octaves: 1 or more", 1.4, ge=1.0, allow_inf_nan=False)
     batch: int = param(1, "Transformed copies per step: a whole number, 1 or more", 2, ge=1)
+    objective: Literal["logit", "logit_minus_mean"] = param(
+        "logit_minus_mean", "Use logit or logit_minus_mean (the class's logit minus the mean logit)", "logit")
+    blur_every: int = param(0, "Blur the image every this many steps: a whole number, 0 (never) or more", 4, ge=0)
+    blur_sigma: float = param(0.5, "The blur's Gaussian sigma in pixels: above 0", 0.5, gt=0.0, allow_inf_nan=False)
+    n_images: int = param(3, "Distinct images per class: a whole number, 1 or more", 1, ge=1)
+    diversity: float = param(1.0, "The weight of the Gram-matrix similarity between a class's images: 0 (off) or "
+                                  "more", 0.5, ge=0.0, allow_inf_nan=False)
+    diversity_layer: str = param("auto", "The layer whose Gram matrices are compared: a layer name, or auto (the "
+                                         "backbone's middle spatial layer)", "block_6_expand_relu")
+    natural_pool: int = param(200, "Training photos scored for the natural examples: a whole number, 0 (none) or "
+                                   "more", 100, ge=0)
+    natural_top: int = param(8, "Natural examples shown per class: a whole number, 0 (none) or more", 4, ge=0)
     compare_unsmoothed: TrueFalse = param(False, "Also run each class without TV/L2: true or false", True)
     second_model: SecondModelParams | None = SecondModelParams(name="mobilenet", alpha=0.25)
     feature_maps: FeatureMapParams | None = FeatureMapParams()
@@ -188,7 +200,7 @@ class VisualizationParams(KeyedParams):
     def _model(cls, value: Any) -> Any:
         return model_choice(value, "visualization.model")
 
-    @field_validator("parameterization", mode="before")
+    @field_validator("parameterization", "objective", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return lower(value)
@@ -219,5 +231,6 @@ class VisualizationParams(KeyedParams):
             decorrelate_colour=self.decorrelate_colour,
             regularizers={"total_variation": self.regularizers.total_variation, "l2": self.regularizers.l2},
             jitter=self.transforms.jitter, scale=tuple(self.transforms.scale), rotate=self.transforms.rotate,
-            octaves=self.octaves, octave_scale=self.octave_scale, batch=self.batch,
+            octaves=self.octaves, octave_scale=self.octave_scale, batch=self.batch, objective=self.objective,
+            blur_every=self.blur_every, blur_sigma=self.blur_sigma, n_images=self.n_images, diversity=self.diversity,
         )

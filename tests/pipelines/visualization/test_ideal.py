@@ -4,6 +4,8 @@ SequentialRunner over an in-memory catalog on a tiny classifier; one slow run on
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -100,6 +102,101 @@ def test_transforms_keep_shape_and_pass_gradients():
     np.testing.assert_array_equal(ideal.rotate(0)(x, rng).numpy(), x.numpy())
 
 
+def test_transforms_draw_per_image():
+    """Each image of a batch gets its own shift, zoom and angle (an ensemble of augmentations)."""
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(3)
+    one = np.random.default_rng(1).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
+    x = tf.constant(np.repeat(one, 6, axis=0))
+    for t in (ideal.jitter(4), ideal.scale(0.7, 1.3), ideal.rotate(30)):
+        y = t(x, rng).numpy()
+        assert len({y[i].tobytes() for i in range(6)}) >= 4, t.__name__
+    # a whole-pixel jitter moves pixels without resampling them
+    y = ideal.jitter(3)(x, rng).numpy()
+    inner = one[0, 3:-3, 3:-3]
+    assert any(np.array_equal(y[0, 3 + dy:21 + dy, 3 + dx:21 + dx], inner) for dy in range(-3, 4) for dx in range(-3, 4))
+
+
+def test_gaussian_blur_and_scores():
+    import tensorflow as tf
+
+    flat = np.full((1, 16, 16, 3), 77.0, np.float32)
+    np.testing.assert_allclose(ideal.gaussian_blur(flat, 1.0).numpy(), flat, atol=1e-3)
+    noise = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    blurred = ideal.gaussian_blur(noise, 1.0).numpy()
+    assert blurred.shape == noise.shape
+    assert ideal.tv_per_pixel(blurred[0]) < 0.5 * ideal.tv_per_pixel(noise[0])
+    logits = tf.constant([[1.0, 2.0, 6.0], [0.0, 0.0, 3.0]])
+    np.testing.assert_allclose(ideal.class_score(logits, [2]).numpy(), [6.0, 3.0])
+    np.testing.assert_allclose(ideal.class_score(logits, [2], "logit_minus_mean").numpy(), [3.0, 2.0])
+    np.testing.assert_allclose(ideal.class_score(logits, [0, 1]).numpy(),
+                               [np.log(np.exp(1) + np.exp(2)), np.log(2.0)], rtol=1e-6)
+    with pytest.raises(IdealError, match="objective 'max' is not known"):
+        ideal.class_score(logits, [2], "max")
+
+
+def test_gram_similarity():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (1, 6, 6, 4)).astype(np.float32)
+    same = np.repeat(a, 3, axis=0)
+    assert float(ideal.gram_similarity(same)) == pytest.approx(1.0, abs=1e-5)
+    assert float(ideal.gram_similarity(a)) == 0.0
+    # images whose channels never fire together have orthogonal Gram matrices
+    b = np.zeros((2, 6, 6, 4), np.float32)
+    b[0, ..., :2] = 1.0
+    b[1, ..., 2:] = 1.0
+    assert float(ideal.gram_similarity(b)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_diversity_term_makes_images_differ():
+    """n_images optimised together: each reaches the class, and the diversity term lowers the
+    similarity of their Gram matrices against the same run without it."""
+    from transfer_lab.models.backbones import logits_model
+
+    model = colour_model()
+    logits = logits_model(model)
+    layer = model.layers[2].name  # the 3x3 convolution
+    feats = ideal.features_and_logits(model, layer)
+    base = IdealConfig(steps=40, learning_rate=0.5, jitter=2, scale=(0.9, 1.1), rotate=5, batch=2, n_images=3,
+                       regularizers={"total_variation": 0.01}, objective="logit_minus_mean")
+    plain = ideal.generate_set(logits, 2, base, features_model=feats, progress=False)
+    diverse = ideal.generate_set(logits, 2, replace(base, diversity=0.5), features_model=feats, progress=False)
+    assert len(plain) == len(diverse) == 3
+    assert all(r.image.shape == (32, 32, 3) and r.image.dtype == np.uint8 for r in diverse)
+    assert all(r.probability > 0.6 for r in diverse)  # 1/3 for a grey image
+
+    def similarity(results):
+        acts = np.asarray(feats(np.stack([r.image for r in results]).astype(np.float32))[0])
+        return float(ideal.gram_similarity(acts))
+
+    assert similarity(plain) > 0.95
+    assert similarity(diverse) < similarity(plain) - 0.1
+    assert len({r.image.tobytes() for r in diverse}) == 3
+    with pytest.raises(IdealError, match="needs features_model"):
+        ideal.generate_set(logits, 1, replace(base, diversity=1.0), progress=False)
+
+
+def test_natural_examples_pick_the_photos_the_model_scores_highest(tmp_path):
+    from PIL import Image
+
+    from transfer_lab.pipelines.visualization.nodes import natural_examples
+
+    model = colour_model()
+    paths = []
+    for i, colour in enumerate([(250, 10, 10), (10, 10, 250), (120, 120, 130), (20, 20, 200), (10, 240, 10)]):
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(np.full((40, 30, 3), colour, np.uint8)).save(path)
+        paths.append(str(path))
+    targets = [{"name": "blue", "indices": [2]}, {"name": "warm", "indices": [0, 1]}]
+    out = natural_examples(model, targets, paths, top=2)
+    assert [n["path"] for n in out["blue"]] == [paths[1], paths[3]]
+    assert out["blue"][0]["probability"] > out["blue"][1]["probability"] > 0.5
+    assert out["blue"][0]["image"].shape == (32, 32, 3)
+    assert {n["path"] for n in out["warm"]} == {paths[0], paths[4]}
+    assert natural_examples(model, targets, [], top=2) == {}
+
+
 def test_target_probability_rises_on_a_tiny_model():
     from transfer_lab.models.backbones import logits_model
 
@@ -158,7 +255,10 @@ def test_yaml_defaults_are_the_model_defaults():
     raw = yaml.safe_load((ROOT / "conf/base/parameters_visualization.yml").read_text())["visualization"]
     assert VisualizationParams.model_validate(raw) == VisualizationParams()
     cfg = VisualizationParams().ideal_config()
-    assert cfg == IdealConfig(steps=192, learning_rate=0.05, seed=42, regularizers={"total_variation": 1.5, "l2": 0.0})
+    expected = {k: v for k, v in raw.items() if k in IdealConfig.__dataclass_fields__}
+    expected |= {"jitter": raw["transforms"]["jitter"], "scale": tuple(raw["transforms"]["scale"]),
+                 "rotate": raw["transforms"]["rotate"], "regularizers": raw["regularizers"]}
+    assert cfg == IdealConfig(**expected)
 
 
 @pytest.mark.parametrize("given, message", [
@@ -235,6 +335,9 @@ def _run_pipeline(data: dict, tmp_path):
     from transfer_lab.io.datasets import ImageFolderDataset
     from transfer_lab.pipelines.visualization import create_pipeline
 
+    from transfer_lab.params.runtime import RuntimeParams
+
+    data = {"params:runtime": RuntimeParams(pixel_cache=None), **data}
     catalog = DataCatalog({k: MemoryDataset(v, copy_mode="assign") for k, v in data.items()})
     out = tmp_path / "08_reporting"
     catalog["ideal_images"] = ImageFolderDataset(str(out / "ideal_images"))
@@ -247,7 +350,8 @@ def _run_pipeline(data: dict, tmp_path):
 
 def test_pipeline_without_feature_maps_or_second_model(tmp_path):
     """feature_maps=null and second_model=null skip them (no photo, no manifest needed)."""
-    params = VisualizationParams(model="head", classes="fish+0", steps=2, feature_maps=None, second_model=None)
+    params = VisualizationParams(model="head", classes="fish+0", steps=2, feature_maps=None, second_model=None,
+                                 n_images=1)
     catalog = _run_pipeline({"params:visualization": params, "params:backbone": BackboneParams(),
                              "class_names@lazy": deferred(["cat", "dog", "bird", "fish"]),
                              "head_classifier@lazy": deferred(tiny_model()),
@@ -268,8 +372,14 @@ def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
     backbone = BackboneParams(name="mobilenet_v2", weights=None, image_size=32, alpha=0.35)
     model = build_classifier(backbone, build_head(1280, 2, dropout=0.0))
     photo = make_image(tmp_path / "photo.jpg", size=(50, 40))
+    import pandas as pd
+
+    photos = [make_image(tmp_path / f"train/{i}.jpg", size=(40, 36), seed=i) for i in range(6)]
+    table = pd.DataFrame({"path": [str(p) for p in photos] + [str(photo)], "label": ["cat", "dog"] * 3 + ["cat"],
+                          "split": ["train"] * 6 + ["test"], "species": ["cat", "dog"] * 3 + ["cat"]})
     params = VisualizationParams(
-        model="head", classes=["cat", "dog"], steps=12, learning_rate=0.2,
+        model="head", classes=["cat", "dog"], steps=12, learning_rate=0.2, n_images=2, diversity=1.0,
+        diversity_layer="block_3_expand_relu", natural_pool=5, natural_top=3,
         transforms={"jitter": 2, "scale": [0.95, 1.05], "rotate": 5},
         second_model={"name": "mobilenet", "weights": None, "alpha": 0.25, "labels": str(_labels()), "image_size": 32},
         feature_maps={"image": str(photo), "layers": ["block_1_expand_relu", "last_conv"], "max_maps": 4},
@@ -277,10 +387,10 @@ def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
     data = {"params:visualization": params, "params:backbone": backbone,
             "class_names@lazy": deferred(["cat", "dog"]), "head_classifier@lazy": deferred(model),
             "finetuned_classifier@lazy": deferred(missing=tmp_path / "finetuned_classifier.keras"),
-            "manifest@lazy": deferred(missing=tmp_path / "manifest.csv")}
+            "manifest@lazy": deferred(table)}
     catalog = _run_pipeline(data, tmp_path)
     out = tmp_path / "08_reporting"
-    assert sorted(p.name for p in (out / "ideal_images").glob("*.png")) == ["cat.png", "dog.png"]
+    assert sorted(p.name for p in (out / "ideal_images").glob("*.png")) == ["cat.png", "cat_2.png", "dog.png", "dog_2.png"]
     assert catalog["ideal_images_grid"].load() is not None
     assert sorted(p.name for p in (out / "visualization_feature_maps").glob("*.png")) == ["block_1_expand_relu.png", "out_relu.png"]
     report = catalog["ideal_images_metrics"].load()
@@ -296,7 +406,19 @@ def test_pipeline_on_a_tiny_classifier(tmp_path, make_image):
         assert entry["probability"] == pytest.approx(float(np.asarray(model(saved[None].astype("float32")))[0, idx]), abs=1e-4)
         assert entry["tv_per_pixel"] == pytest.approx(ideal.tv_per_pixel(saved), abs=1e-3)
         assert 1 <= entry["second_model"]["rank"] <= 1000 and 0 <= entry["second_model"]["probability"] <= 1
+        # every image has its own probability and second-model rank
+        assert [e["file"] for e in entry["images"]] == [f"{name}.png", f"{name}_2.png"]
+        for e in entry["images"]:
+            img = load_rgb(out / "ideal_images" / e["file"])
+            assert e["probability"] == pytest.approx(float(np.asarray(model(img[None].astype("float32")))[0, idx]),
+                                                     abs=1e-4)
+            assert 1 <= e["second_model"]["rank"] <= 1000
+        # the natural examples: 3 of the 5 pooled training photos (never the test photo), best first
+        nat = entry["natural"]
+        assert len(nat) == 3 and all(n["path"] in table["path"][:6].tolist() for n in nat)
+        assert [n["probability"] for n in nat] == sorted((n["probability"] for n in nat), reverse=True)
     assert report["classes"]["cat"]["second_model"]["classes"] == ["tabby", "tiger_cat", "Persian_cat", "Siamese_cat", "Egyptian_cat"]
+    assert report["config"]["diversity_layer"] == "block_3_expand_relu" and report["summary"]["n_images"] == 2
 
 
 def _labels():

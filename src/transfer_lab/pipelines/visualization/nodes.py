@@ -10,6 +10,7 @@ model is chosen by :mod:`transfer_lab.models.choice` (as adversarial chooses it)
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,15 +123,74 @@ def draw_feature_maps(
     return {name: feature_maps(act, layer_name=name, image=image, max_maps=max_maps) for name, act in acts.items()}
 
 
+def diversity_layer(model: Any, name: str) -> str:
+    """``visualization.diversity_layer``: a layer name of the model (or its backbone), or ``auto``:
+    the middle one of the backbone's 4-D (spatial) layers, where textures (not yet the class) live."""
+    from transfer_lab.models.featuremaps import _find_backbone, resolve_layer_names
+
+    if str(name).strip().lower() != "auto":
+        return resolve_layer_names(model, [name], "visualization.diversity_layer")[0]
+    inner = _find_backbone(model)
+    net = inner if inner is not None else model
+    spatial = [layer.name for layer in net.layers[1:] if len(getattr(layer, "output").shape) == 4]
+    if not spatial:
+        raise ValueError(f"visualization.diversity_layer=auto: {model.name} has no spatial layer; name one, or set "
+                         "visualization.diversity=0.")
+    return spatial[len(spatial) // 2]
+
+
+def _pool_rows(manifest: Any, pool: int, seed: int) -> list[str]:
+    """Up to ``pool`` photo paths of the manifest's train split (an even random sample, sorted)."""
+    if pool <= 0 or manifest is None or not manifest.exists():
+        return []
+    m = manifest()
+    rows = m[m["split"] == "train"] if "split" in m else m
+    paths = sorted(str(p) for p in rows["path"])
+    if len(paths) > pool:
+        keep = np.random.default_rng(seed).choice(len(paths), pool, replace=False)
+        paths = [paths[i] for i in sorted(keep)]
+    return paths
+
+
+def natural_examples(model: Any, targets: list[dict[str, Any]], paths: list[str], top: int, runtime: Any = None,
+                     batch_size: int = 32) -> dict[str, list[dict[str, Any]]]:
+    """Per class, the ``top`` photos of ``paths`` that ``model`` scores highest for it (a group:
+    summed probability), best first: ``{class: [{path, probability, image}]}``. The photos are read
+    through the pixel cache (``runtime.pixel_cache``) when it is on, else decoded once here."""
+    from transfer_lab.data.imaging import load_rgb
+    from transfer_lab.data.pixels import cached_pixels, pixel_cache_folder
+    from transfer_lab.models.predict import as_probabilities
+
+    if not paths or top <= 0:
+        return {}
+    h, w = int(model.input_shape[1]), int(model.input_shape[2])
+    pixels = cached_pixels(paths, (h, w), pixel_cache_folder(runtime)) if runtime is not None else None
+    if pixels is None:
+        pixels = np.stack([load_rgb(p, size=(h, w)) for p in paths])
+    probs = np.concatenate([as_probabilities(np.asarray(model(np.asarray(pixels[i:i + batch_size], np.float32),
+                                                                    training=False)))
+                            for i in range(0, len(paths), batch_size)])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for t in targets:
+        score = probs[:, t["indices"]].sum(axis=1)
+        best = np.argsort(-score, kind="stable")[:top]
+        out[t["name"]] = [{"path": paths[i], "probability": float(score[i]), "image": np.asarray(pixels[i])} for i in best]
+    return out
+
+
 def generate_ideal_images(
     targets: list[dict[str, Any]],
     visualization: VisualizationParams,
     backbone: BackboneParams,
     finetuned: Any,
     head: Any,
+    manifest: Any = None,
+    runtime: Any = None,
 ) -> tuple[dict, Any, dict]:
-    """One ideal image per class, a labelled grid, and the report (probability under the model,
-    TV per pixel, second model's probability and rank)."""
+    """``visualization.n_images`` ideal images per class (kept apart by a diversity term), a grid
+    with each class's images beside the training photos the model scores highest for it, and the
+    report (per image: probability under the model, TV per pixel, second model's probability and
+    rank). Images are saved as ``<class>.png``, ``<class>_2.png``, ..."""
     from dataclasses import asdict
 
     from transfer_lab.runtime.progress import progress_bar
@@ -146,66 +206,109 @@ def generate_ideal_images(
     set_seed(config.seed)
     model = _model(p, backbone, finetuned, head)
     logits = logits_model(model)
+    features = None
+    if config.n_images > 1 and config.diversity > 0:
+        layer = diversity_layer(model, p.diversity_layer)
+        features = ideal.features_and_logits(model, layer)
     size = int(model.input_shape[1])
     second, second_names = choice.second_model(p.second_model, size, backbone) if p.second_model else (None, [])
     label = choice.model_label(p.model, backbone, p.image_size)
+    naturals = natural_examples(model, targets, _pool_rows(manifest, p.natural_pool, config.seed), p.natural_top,
+                                runtime)
     images: dict[str, np.ndarray] = {}
     config_dict = asdict(config) | {"regularizers": dict(config.regularizers), "scale": list(config.scale)}
+    if features is not None:
+        config_dict["diversity_layer"] = layer
     report: dict[str, Any] = {
         "model": label,
         "second_model": p.second_model.describe() if p.second_model else None,
         "config": config_dict,
         "classes": {},
     }
-    titles = []
+    cells: list[np.ndarray] = []
+    titles: list[str] = []
+    colours: list[str] = []
+    ncols = config.n_images + (p.natural_top if naturals else 0)
     for c in progress_bar(targets, desc="ideal images", unit="class"):
-        res = ideal.generate(logits, c["indices"], config, description=f"ideal {c['name']}")
+        results = ideal.generate_set(logits, c["indices"], config, features_model=features,
+                                     description=f"ideal {c['name']}")
+        entries = []
+        for k, res in enumerate(results):
+            key = c["name"] if k == 0 else f"{c['name']}_{k + 1}"
+            e: dict[str, Any] = {
+                "file": f"{key}.png",
+                "probability": round(res.probability, 6),
+                "logit": round(res.logit, 4),
+                "tv_per_pixel": round(res.tv_per_pixel, 4),
+                "seconds": round(res.seconds, 2),
+            }
+            title = f"{c['name']}" + (f" #{k + 1}" if len(results) > 1 else "") + f"\np={res.probability:.3f}"
+            if second is not None and c["imagenet"]["indices"]:
+                target = c["imagenet"]
+                probs = ideal.class_probabilities(second, res.image)
+                p2, rank = ideal.group_rank(probs, target["indices"])
+                e["second_model"] = {"probability": round(p2, 6), "rank": rank, "top5": rank <= 5,
+                                     "top_class": second_names[int(np.argmax(probs))]}
+                title += f"  2nd: p={p2:.2f} #{rank}"
+            images[key] = res.image
+            entries.append(e)
+            cells.append(res.image)
+            titles.append(title)
+            colours.append("black")
+        first = entries[0]
         entry: dict[str, Any] = {
             "index": c["indices"][0] if len(c["indices"]) == 1 else c["indices"],
-            "probability": round(res.probability, 6),
-            "logit": round(res.logit, 4),
-            "tv_per_pixel": round(res.tv_per_pixel, 4),
-            "seconds": round(res.seconds, 2),
+            **{k: v for k, v in first.items() if k != "file"},
             "steps": config.steps,
+            "images": entries,
         }
-        title = f"{c['name']}\np={res.probability:.3f}  TV/px={res.tv_per_pixel:.1f}"
         if second is not None:
             target = c["imagenet"]
             if target["indices"]:
-                probs = ideal.class_probabilities(second, res.image)
-                p2, rank = ideal.group_rank(probs, target["indices"])
                 entry["second_model"] = {
                     "classes": target["names"] if len(target["names"]) <= 10
                     else f"{len(target['names'])} ImageNet classes ({', '.join(target['names'][:3])}, ...)",
-                    "probability": round(p2, 6), "rank": rank,
-                    "top5": rank <= 5, "top_class": second_names[int(np.argmax(probs))],
+                    **first["second_model"],
+                    "worst_rank": max(e["second_model"]["rank"] for e in entries),
                 }
-                title += f"\n2nd model: p={p2:.2f} rank {rank}"
             else:
                 entry["second_model"] = {"classes": [], "note": "no ImageNet counterpart; set visualization.second_model.class_map"}
+        if len(entries) > 1:
+            entry["min_probability"] = min(e["probability"] for e in entries)
+        if naturals:
+            nat = naturals.get(c["name"], [])
+            entry["natural"] = [{"path": n["path"], "probability": round(n["probability"], 6)} for n in nat]
+            for n in nat:
+                cells.append(n["image"])
+                titles.append(f"photo p={n['probability']:.2f}\n{Path(n['path']).name[:22]}")
+                colours.append("dimgray")
+            cells += [np.full((8, 8, 3), 255, np.uint8)] * (p.natural_top - len(nat))
+            titles += [""] * (p.natural_top - len(nat))
+            colours += ["black"] * (p.natural_top - len(nat))
         if p.compare_unsmoothed:
             base = ideal.generate(logits, c["indices"], config.without_smoothness(), description=f"{c['name']} (no TV/L2)")
             entry["unsmoothed"] = {"probability": round(base.probability, 6), "tv_per_pixel": round(base.tv_per_pixel, 4),
                                    "seconds": round(base.seconds, 2)}
-            entry["tv_ratio"] = round(res.tv_per_pixel / max(base.tv_per_pixel, 1e-9), 4)
-        log.info("ideal %s: p=%.4f TV/px=%.2f in %.1f s%s", c["name"], res.probability, res.tv_per_pixel, res.seconds,
-                 f", second model p={entry['second_model'].get('probability')} rank={entry['second_model'].get('rank')}"
-                 if "second_model" in entry else "")
-        tracking.log_history({f"ideal.{c['name']}.logit": res.history["logit"]})
+            entry["tv_ratio"] = round(first["tv_per_pixel"] / max(base.tv_per_pixel, 1e-9), 4)
+        log.info("ideal %s: p=%s TV/px=%.2f in %.1f s per image%s", c["name"],
+                 "/".join(f"{e['probability']:.3f}" for e in entries), first["tv_per_pixel"], first["seconds"],
+                 f", second model rank {'/'.join(str(e['second_model']['rank']) for e in entries)}"
+                 if entries and "second_model" in entries[0] else "")
+        tracking.log_history({f"ideal.{c['name']}.logit": results[0].history["logit"]})
         report["classes"][c["name"]] = entry
-        images[c["name"]] = res.image
-        titles.append(title)
-    entries = list(report["classes"].values())
+    all_images = [e for entry in report["classes"].values() for e in entry["images"]]
     report["summary"] = {
-        "min_probability": min(e["probability"] for e in entries),
-        "mean_tv_per_pixel": round(float(np.mean([e["tv_per_pixel"] for e in entries])), 4),
-        "max_seconds": max(e["seconds"] for e in entries),
+        "min_probability": min(e["probability"] for e in all_images),
+        "mean_tv_per_pixel": round(float(np.mean([e["tv_per_pixel"] for e in all_images])), 4),
+        "max_seconds": max(e["seconds"] for e in all_images),
+        "n_images": config.n_images,
     }
-    ranks = [e["second_model"]["rank"] for e in entries if "rank" in e.get("second_model", {})]
+    ranks = [e["second_model"]["rank"] for e in all_images if "second_model" in e]
     if ranks:
         report["summary"]["worst_second_model_rank"] = max(ranks)
     if p.compare_unsmoothed:
-        report["summary"]["max_tv_ratio"] = max(e["tv_ratio"] for e in entries)
-    grid = image_grid(list(images.values()), titles, ncols=min(4, len(images)), cell=3.2,
-                      suptitle=f"Ideal images of {label}")
+        report["summary"]["max_tv_ratio"] = max(e["tv_ratio"] for e in report["classes"].values())
+    note = f"; beside them the {p.natural_top} training photos it scores highest" if naturals else ""
+    grid = image_grid(cells, titles, ncols=ncols if len(targets) > 1 or naturals else min(4, ncols), cell=2.3,
+                      suptitle=f"Ideal images of {label}{note}", title_colors=colours)
     return images, grid, report

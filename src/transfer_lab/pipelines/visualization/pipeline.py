@@ -26,7 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 generate_ideal_images,
-                inputs=["ideal_targets"] + PARAMS + MODELS,
+                inputs=["ideal_targets"] + PARAMS + MODELS + ["manifest@lazy", "params:runtime"],
                 outputs=["ideal_images", "ideal_images_grid", "ideal_images_metrics"],
                 name="generate_ideal_images",
             ),
