@@ -100,7 +100,7 @@ class EarlyStoppingParams(KeyedParams):
     where: ClassVar[str] = "fine_tuning.early_stopping"
     conf_file: ClassVar[str | None] = _FILE
 
-    patience: int = param(3, "Epochs without improvement before stopping (the best weights are kept): "
+    patience: int = param(1, "Epochs without improvement before stopping (the best weights are kept): "
                              "a whole number, 1 or more", 5, ge=1)
 
 
@@ -126,9 +126,9 @@ class FineTuningParams(KeyedParams):
     to stop."""
 
     unfreeze: int | str = param(3, UNFREEZE_HELP, "5 blocks")
-    learning_rate: float = param(1e-5, "Fine-tuning wants a small positive learning rate (1e-5..1e-4 keeps "
+    learning_rate: float = param(1e-4, "Fine-tuning wants a small positive learning rate (1e-5..1e-4 keeps "
                                        "the pretrained features)", 1e-5, gt=0.0, allow_inf_nan=False)
-    epochs: int = param(10, "The most epochs: a whole number, 1 or more", 5, ge=1)
+    epochs: int = param(4, "The most epochs: a whole number, 1 or more", 5, ge=1)
     batch_size: int = param(32, "Photos per step and replica: a whole number, 1 or more", 16, ge=1)
     class_weight: TrueFalse = param(True, "Weigh classes by 1/frequency: true or false", False)
     augmentation: AugmentationParams = AugmentationParams()

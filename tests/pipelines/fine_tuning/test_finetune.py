@@ -107,7 +107,7 @@ def test_optimizer_uses_configured_learning_rate():
     trainer = training_model(model, cfg.augmentation)
     compile_for_fine_tuning(trainer, cfg.learning_rate)
     assert current_learning_rate(trainer) == pytest.approx(3e-5, rel=1e-6)
-    assert FineTuningParams().learning_rate == 1e-5
+    assert FineTuningParams().learning_rate == 1e-4
 
 
 def test_augmentation_only_in_training():
@@ -205,7 +205,7 @@ def test_defaults_are_the_yaml_defaults():
         ({"monitor": "loss"}, "fine_tuning.monitor=loss is not valid: .*val_loss"),
         ({"reduce_lr": {"factor": 1}}, "fine_tuning.reduce_lr.factor=1 is not valid: input should be less than 1"),
         ({"reduce_lr": {"min_lr": 1e-3}}, "fine_tuning.reduce_lr.min_lr=0.001 must be between 0 and "
-                                          "fine_tuning.learning_rate=1e-05"),
+                                          "fine_tuning.learning_rate=0.0001"),
         ({"early_stopping": {"patience": 0}}, "fine_tuning.early_stopping.patience=0 is not valid"),
         ({"jit_compile": "maybe"}, "fine_tuning.jit_compile=maybe is not valid: use auto, true or false"),
         ({"backup_dir": " "}, "fine_tuning.backup_dir is empty"),
@@ -220,7 +220,7 @@ def test_aliases_and_command_line_values(caplog):
     p = FineTuningParams.model_validate({"unfreeze": "4", "augmentation": None, "early_stopping": None,
                                          "jit_compile": "false", "learning_rate": "1e-4"})
     assert (p.unfreeze, p.augmentation.active, p.early_stopping.patience, p.jit_compile, p.learning_rate) == \
-        (4, False, 3, False, 1e-4)
+        (4, False, 1, False, 1e-4)
     assert FineTuningParams(unfreeze=" 2 layers ").unfreeze == "2 layers"
     assert FineTuningParams(augmentation={"flip": None}).augmentation.flip == "none"
     with caplog.at_level("WARNING"):

@@ -126,3 +126,14 @@ def test_fine_tuning_on_real_photos(kedro_project, shared_dir, mobilenet_v2_no_t
     x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
     probs = np.asarray(tuned(x))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_head_only_figures_reuse_head_trainings_report_when_it_covers_the_test_photos():
+    from transfer_lab.pipelines.fine_tuning.nodes import _head_report
+
+    per_class = {c: {"precision": 1.0, "recall": 0.9, "f1": 0.95, "support": 5} for c in ("cat", "dog")}
+    full = {"accuracy": 0.9, "top3_accuracy": 1.0, "macro_f1": 0.9, "n_test": 10, "per_class": per_class}
+    assert _head_report(full, ["cat", "dog"], 10) is full
+    assert _head_report(full, ["cat", "dog"], 12) is None  # other test photos: re-measured
+    assert _head_report(full, ["cat", "dog", "fox"], 10) is None
+    assert _head_report({"accuracy": 0.5}, ["cat", "dog"], 10) is None

@@ -16,7 +16,7 @@ from transfer_lab.data.pixels import cached_pixels, pixel_cache_folder
 from transfer_lab.data.tfdata import balanced_class_weights, eval_dataset, train_dataset
 from transfer_lab.io import tracking
 from transfer_lab.models.backbones import backbone_of
-from transfer_lab.models.predict import predict
+from transfer_lab.models.predict import predict, predict_array
 from transfer_lab.models.training import (
     FineTuneError,
     TqdmProgress,
@@ -147,6 +147,16 @@ def fine_tune(
     return model, history, summary
 
 
+def _head_report(head_metrics: dict[str, Any] | None, class_names: list[str], n_test: int) -> dict[str, Any] | None:
+    """head_training's test report when it covers these test photos and classes, else None."""
+    m = head_metrics or {}
+    per_class = m.get("per_class") or {}
+    if (m.get("n_test") != n_test or not all(k in m for k in COMPARED)
+            or not all(c in per_class and "recall" in per_class[c] for c in class_names)):
+        return None
+    return m
+
+
 def _scalars(report: dict[str, Any]) -> dict[str, float]:
     return {k: float(report[k]) for k in COMPARED if k in report}
 
@@ -160,18 +170,31 @@ def evaluate(
     summary: dict[str, Any],
     history: dict[str, list[float]],
     head_metrics: dict[str, Any],
+    runtime: RuntimeParams | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], str, Any, Any, Any]:
     """Test metrics of the fine-tuned model (same report as head_training) and the head-only
-    model on the same test photos, side by side: JSON, markdown table, figures."""
+    model on the same test photos, side by side: JSON, markdown table, figures.
+
+    The test photos come from the decoded-pixel cache (``runtime.pixel_cache``, filled by
+    feature_extraction): decoded once for both models, not once per model."""
     data = split_data(manifest, class_names)
     paths, y = data["test"]
     if not paths:
         raise FineTuneError("The manifest has no test photos: check data.split in parameters_data_ingestion.yml.")
     size = int(finetuned_classifier.input_shape[1])
     t0 = time.perf_counter()
-    head_probs = predict(head_classifier, paths, image_size=size, batch_size=cfg.batch_size, desc="Test (head only)")
-    ft_probs = predict(finetuned_classifier, paths, image_size=size, batch_size=cfg.batch_size, desc="Test (fine-tuned)")
-    head_report = classification_report(y, head_probs, class_names)
+    pixels = cached_pixels(paths, size, pixel_cache_folder(runtime)) if runtime is not None else None
+    # head_training's own test report (the head on the cached features of these photos) is the
+    # head-only figure: the head's forward pass is not run twice
+    head_report = _head_report(head_metrics, class_names, len(paths))
+    if head_report is None:
+        head_probs = (predict_array(head_classifier, pixels, batch_size=cfg.batch_size) if pixels is not None else
+                      predict(head_classifier, paths, image_size=size, batch_size=cfg.batch_size,
+                              desc="Test (head only)"))
+        head_report = classification_report(y, head_probs, class_names)
+    ft_probs = (predict_array(finetuned_classifier, pixels, batch_size=cfg.batch_size) if pixels is not None else
+                predict(finetuned_classifier, paths, image_size=size, batch_size=cfg.batch_size,
+                        desc="Test (fine-tuned)"))
     ft_report = classification_report(y, ft_probs, class_names)
     metrics = {**ft_report, "fine_tuning": dict(summary)}
 

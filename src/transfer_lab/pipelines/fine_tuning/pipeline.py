@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["finetuned_classifier@keras", "finetune_history", "finetune_summary"], name="fine_tune"),
             node(evaluate,
                  ["head_classifier@keras", "finetuned_classifier@keras", "manifest@csv", "class_names@json",
-                  "params:fine_tuning", "finetune_summary", "finetune_history", "head_metrics"],
+                  "params:fine_tuning", "finetune_summary", "finetune_history", "head_metrics", "params:runtime"],
                  ["finetune_metrics", "finetune_comparison", "finetune_comparison_table",
                   "finetune_confusion_matrix", "finetune_curves", "finetune_comparison_figure"],
                  name="evaluate"),
