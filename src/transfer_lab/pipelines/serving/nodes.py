@@ -36,13 +36,29 @@ def fit_unfamiliar_stats(features: dict[str, np.ndarray], head: Any,
     return stats, out
 
 
-def _test_accuracy(predictor: Any, features: dict[str, np.ndarray]) -> float | None:
-    """Accuracy of the serving predictor on the test photos (for a fine-tuned classifier)."""
+def _test_accuracy(predictor: Any, features: dict[str, np.ndarray], pixel_cache: Any = None,
+                   classifier: Any = None) -> float | None:
+    """Accuracy of the serving predictor on the test photos (for a fine-tuned classifier).
+
+    With the decoded-pixel cache (``runtime.pixel_cache``, filled by feature_extraction with the
+    same decoder the predictor uses) the photos are not decoded again, and only the classifier runs
+    (the unfamiliar flag plays no part in the accuracy)."""
     from transfer_lab.data.imaging import ImageRejected
+    from transfer_lab.data.pixels import cached_pixels
 
     paths, labels = features.get("test_paths"), features.get("test_labels")
     if paths is None or not len(paths):
         return None
+    if pixel_cache is not None and classifier is not None:
+        try:
+            from transfer_lab.models.predict import predict_array
+
+            pixels = cached_pixels([str(p) for p in paths], int(predictor.size), pixel_cache)
+        except (ImageRejected, OSError, ValueError) as exc:
+            log.info("Test photos not all in the pixel cache (%s): decoding them.", exc)
+        else:
+            probs = predict_array(classifier, pixels, batch_size=predictor.batch_size)
+            return float(np.mean(np.argmax(probs, 1) == np.asarray(labels, int)))
     imgs, ys = [], []
     for p, y in zip(paths, labels):
         try:
@@ -58,7 +74,7 @@ def _test_accuracy(predictor: Any, features: dict[str, np.ndarray]) -> float | N
 
 def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head_metrics: dict[str, Any],
                       features: dict[str, np.ndarray], params: InferenceParams, data: DataParams,
-                      finetuned: Any, head: Any) -> dict[str, Any]:
+                      finetuned: Any, head: Any, runtime: Any = None) -> dict[str, Any]:
     """Log decoder + ``inference.model`` classifier + unfamiliar statistics as one pyfunc model to
     the run and register it (``inference.log_model``), champion = best test accuracy."""
     from transfer_lab.serving import pyfunc
@@ -71,7 +87,10 @@ def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head
     if params.model == "finetuned":
         predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
                               max_pixels=max_pixels)
-        metrics = {"accuracy": _test_accuracy(predictor, features)}
+        from transfer_lab.data.pixels import pixel_cache_folder
+
+        cache = pixel_cache_folder(runtime) if runtime is not None else None
+        metrics = {"accuracy": _test_accuracy(predictor, features, cache, classifier)}
     serve_config = {**config, "model": params.model, "max_pixels": max_pixels, "top_k": params.top_k,
                     "unfamiliar": unfamiliar.summary(stats)}
     info: dict[str, Any] = {"model": params.model, "test_accuracy": metrics.get("accuracy"), "logged": False}

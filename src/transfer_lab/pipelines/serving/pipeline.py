@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(fit_unfamiliar_stats, ["features", "head", "params:unfamiliar"],
                  ["unfamiliar_stats@npz", "unfamiliar_summary"], name="fit_unfamiliar_stats"),
             node(log_serving_model, ["unfamiliar_stats@npz", "classifier_config", "head_metrics", "features",
-                                     "params:inference", "params:data"] + MODELS,
+                                     "params:inference", "params:data"] + MODELS + ["params:runtime"],
                  "serving_model_info", name="log_serving_model"),
         ],
         namespace="serving",
