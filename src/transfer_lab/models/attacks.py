@@ -223,6 +223,17 @@ class PixelAttack:
             tf.TensorSpec((2,), tf.int32),  # seed
         ]
         self._batch = tf.function(self._attack_batch, input_signature=spec, jit_compile=jit_compile)
+        step_spec = [
+            tf.TensorSpec((None, h, w, c), tf.float32),  # x (the current iterate)
+            tf.TensorSpec((None, h, w, c), tf.float32),  # x0
+            tf.TensorSpec((None, self.n_classes), tf.bool),  # set mask
+            tf.TensorSpec((), tf.bool),  # targeted
+            tf.TensorSpec((), tf.float32),  # epsilon
+            tf.TensorSpec((), tf.float32),  # step size
+            tf.TensorSpec((), tf.bool),  # quantize
+            tf.TensorSpec((), tf.float32),  # confidence
+        ]
+        self._step = tf.function(self._attack_step, input_signature=step_spec, jit_compile=jit_compile)
 
     # -- compiled parts ----------------------------------------------------------------------
 
@@ -302,6 +313,78 @@ class PixelAttack:
         taken = tf.where(tf.logical_and(tf.logical_not(use_best), newly_last), steps, taken)
         return out, success, taken, z_out
 
+    def _attack_step(self, x, x0, mask, targeted, eps, alpha, quantize, confidence):
+        """One step of :meth:`_attack_batch`'s loop for images each at its own step: the whole-pixel
+        image looked at, its logits, whether it succeeds, and the next iterate."""
+        import tensorflow as tf
+
+        f32 = tf.float32
+        direction = tf.where(targeted, 1.0, -1.0)
+        big = tf.constant(1e9, f32)
+        lo_c = tf.maximum(x0 - eps, 0.0)
+        hi_c = tf.minimum(x0 + eps, 255.0)
+        lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
+        hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
+        xr = tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
+        with tf.GradientTape() as tape:
+            tape.watch(xr)
+            z = tf.cast(self.logits_model(xr, training=False), f32)
+            log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -big), axis=1) - tf.reduce_logsumexp(z, axis=1)
+            objective = tf.reduce_sum(direction * log_p_set)
+        g = tape.gradient(objective, xr)
+        inside = tf.reduce_max(tf.where(mask, z, -big), axis=1)
+        outside = tf.reduce_max(tf.where(mask, -big, z), axis=1)
+        ok = direction * (inside - outside) > confidence
+        x_new = tf.clip_by_value(x + alpha * tf.sign(g), lo_c, hi_c)
+        return xr, z, ok, x_new
+
+    def _run_early_stop(self, x: np.ndarray, mask: np.ndarray, targeted: bool, config: AttackConfig,
+                        bar: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Early stop without waiting for a batch's slowest image: a working batch of
+        ``batch_size`` images, each at its own step; an image leaves at its first success (or after
+        its last step) and the next one takes its place. The same per-image result as
+        :meth:`_attack_batch` with ``early_stop`` (random starts drawn per image), at the cost of the
+        steps each image needs rather than the steps of the slowest image of its batch."""
+        import tensorflow as tf
+
+        n, steps, bs = len(x), int(config.steps), int(config.batch_size)
+        eps = np.float32(config.epsilon)
+        if config.random_start:
+            rng = np.random.default_rng(config.seed)
+            start = x + rng.uniform(-1.0, 1.0, x.shape).astype(np.float32) * eps
+        else:
+            start = x.copy()
+        start = np.clip(start, np.maximum(x - eps, 0.0), np.minimum(x + eps, 255.0)).astype(np.float32)
+        out = np.empty_like(x)
+        success = np.zeros(n, bool)
+        taken = np.full(n, steps, np.int64)
+        z_out = np.zeros((n, self.n_classes), np.float32)
+        consts = (tf.constant(bool(targeted)), tf.constant(config.epsilon, tf.float32),
+                  tf.constant(config.alpha, tf.float32), tf.constant(config.quantize),
+                  tf.constant(config.confidence, tf.float32))
+        idx = np.zeros(0, np.int64)  # the images in the working batch
+        cur = np.zeros((0, *x.shape[1:]), np.float32)  # their current iterates
+        at = np.zeros(0, np.int64)  # their step
+        queue = 0
+        while queue < n or len(idx):
+            if len(idx) < bs and queue < n:  # top the batch up from the queue
+                add = np.arange(queue, min(n, queue + bs - len(idx)))
+                queue += len(add)
+                idx, at = np.concatenate([idx, add]), np.concatenate([at, np.zeros(len(add), np.int64)])
+                cur = np.concatenate([cur, start[add]])
+            xr, z, ok, x_new = self._step(tf.constant(cur), tf.constant(x[idx]), tf.constant(mask[idx]), *consts)
+            xr, z, ok, x_new = xr.numpy(), z.numpy(), ok.numpy().astype(bool), x_new.numpy()
+            # at step < steps: a success stops the image there; at step == steps the last iterate
+            # is looked at (its gradient is not used) and decides
+            leave = ok | (at >= steps)
+            gone = idx[leave]
+            out[gone], z_out[gone], success[gone] = xr[leave], z[leave], ok[leave]
+            taken[gone] = np.where(ok[leave], np.minimum(at[leave], steps), steps)
+            bar.update(int(leave.sum()))
+            stay = ~leave
+            idx, cur, at = idx[stay], x_new[stay], at[stay] + 1
+        return out, success, taken, z_out
+
     # -- public ------------------------------------------------------------------------------
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -343,6 +426,10 @@ class PixelAttack:
         clean = self.predict_logits(x, bs)
         bar = progress_bar(total=n, desc=progress if isinstance(progress, str) else f"{config.method} eps={config.epsilon:g}",
                    unit="img", disable=not progress, leave=False)
+        if config.early_stop and n:
+            adv, ok, taken, z = self._run_early_stop(x, mask, targeted, config, bar)
+            bar.close()
+            return AttackResult(adv, ok, taken.astype(int), clean, z, time.perf_counter() - t0)
         for b in range(0, n, bs):
             sl = slice(b, b + bs)
             o, s, k, z = self._batch(

@@ -140,3 +140,28 @@ def test_bad_parameters_fail_with_a_clear_message():
         AttackConfig(steps=0).validated()
     with pytest.raises(AttackError, match="method"):
         AttackConfig(method="cw").validated()
+
+
+def test_early_stop_refill_gives_the_batched_loops_result_per_image():
+    """Early stop refills the working batch as images succeed: each image gets the result the
+    batched while-loop gives it (same adversarial pixels, success, steps and logits)."""
+    import tensorflow as tf
+
+    model = tiny_conv_model()
+    attack = PixelAttack(model)
+    x = images(11, seed=3)
+    clean = attack.predict_logits(x)
+    sets = [(int(np.argmax(c)),) for c in clean]  # untargeted: leave the predicted class
+    cfg = AttackConfig(method="pgd", epsilon=32, steps=6, batch_size=4).validated()
+    res = attack.run(x, sets, targeted=False, config=cfg)
+    mask = attacks.set_mask(sets, attack.n_classes)
+    o, s, k, z = attack._batch(
+        tf.constant(x), tf.constant(mask), tf.constant(False), tf.constant(32.0), tf.constant(cfg.alpha),
+        tf.constant(6), tf.constant(False), tf.constant(True), tf.constant(True), tf.constant(0.0),
+        tf.constant([0, 0], tf.int32))
+    np.testing.assert_array_equal(res.success, s.numpy())
+    np.testing.assert_array_equal(res.steps, k.numpy())
+    np.testing.assert_allclose(res.adversarial, o.numpy(), atol=1e-4)
+    np.testing.assert_allclose(res.adv_logits, z.numpy(), rtol=1e-4, atol=1e-4)
+    assert 0 < res.success.sum() < len(x)  # images left the working batch at different steps
+    assert np.abs(res.adversarial - x).max() <= 32 + 1e-4
