@@ -38,7 +38,8 @@ def test_serving_step_registers_a_model_that_answers_like_the_inference_pipeline
     new = tmp_path / "new"
     photos = [make_image(new / f"{i}.jpg", size=(50, 40), seed=500 + i) for i in range(3)]
     _features(kedro_project.path, photos)
-    kedro_project.run(["head_training", "serving", "inference"], {"inference.source": str(new), **TINY})
+    kedro_project.run(["head_training", "serving", "inference"],
+                      {"inference.source": str(new), "inference.model": "head", **TINY})
     info = json.loads(kedro_project.out("data/06_models/serving_model.json").read_text())
     assert info["logged"] and info["registered_model_name"].startswith("transfer-lab-")
     assert info["champion"] == info["version"] and kedro_project.out("data/06_models/unfamiliar.npz").exists()
