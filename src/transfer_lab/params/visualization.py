@@ -44,10 +44,10 @@ class TransformParams(KeyedParams):
     where: ClassVar[str] = "visualization.transforms"
     conf_file: ClassVar[str | None] = _CONF
 
-    jitter: int = param(8, "The largest shift in pixels: a whole number, 0 (off) or more", 4, ge=0)
-    scale: tuple[float, float] = param((0.9, 1.1), "The zoom range [low, high] with 0 < low <= high (one number s: "
+    jitter: int = param(24, "The largest shift in pixels: a whole number, 0 (off) or more", 4, ge=0)
+    scale: tuple[float, float] = param((0.6, 1.4), "The zoom range [low, high] with 0 < low <= high (one number s: "
                                                    "[1/s, s])", "[0.95, 1.05]")
-    rotate: float = param(10.0, "The largest rotation in degrees either way: 0 (off) or more", 5, ge=0.0,
+    rotate: float = param(25.0, "The largest rotation in degrees either way: 0 (off) or more", 5, ge=0.0,
                           allow_inf_nan=False)
 
     @model_validator(mode="before")
@@ -112,6 +112,10 @@ class FeatureMapParams(KeyedParams):
                               "Backbone layer names, or last_conv (joined with + on the command line)",
                               "block_6_expand_relu+last_conv", min_length=1)
     max_maps: int = param(32, "Channels shown per layer: a whole number, 1 or more", 16, ge=1)
+    channel_images: int = param(4, "Ideal images of the layer's most active channels, beside their maps: a whole "
+                                   "number, 0 (none) or more", 2, ge=0)
+    channel_steps: int | None = param(None, "Adam steps per channel image: a whole number, 1 or more; null = "
+                                            "visualization.steps / 3", 48, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,7 +156,7 @@ class VisualizationParams(KeyedParams):
                         "join them with + (zebra+tabby)", "zebra+tabby", min_length=1)
     image_size: int | None = param(None, "The imagenet model's input size in pixels, 32 or more; null = "
                                          "backbone.image_size", 224, ge=32)
-    steps: int = param(192, "Adam steps per image: a whole number, 1 or more", 256, ge=1)
+    steps: int = param(128, "Adam steps per image: a whole number, 1 or more", 256, ge=1)
     learning_rate: float = param(0.05, "Above 0: about 0.05 for fourier, 0.5-2 for pixel", 0.05, gt=0.0,
                                  allow_inf_nan=False)
     seed: int = param(42, "The random seed: a whole number, 0 or more", 1, ge=0)
@@ -163,13 +167,13 @@ class VisualizationParams(KeyedParams):
     transforms: TransformParams = TransformParams()
     octaves: int = param(1, "A whole number, 1 or more (and at most steps)", 2, ge=1)
     octave_scale: float = param(1.4, "The size ratio between octaves: 1 or more", 1.4, ge=1.0, allow_inf_nan=False)
-    batch: int = param(1, "Transformed copies per step: a whole number, 1 or more", 2, ge=1)
+    batch: int = param(3, "Transformed copies per step: a whole number, 1 or more", 2, ge=1)
     objective: Literal["logit", "logit_minus_mean"] = param(
         "logit_minus_mean", "Use logit or logit_minus_mean (the class's logit minus the mean logit)", "logit")
-    blur_every: int = param(0, "Blur the image every this many steps: a whole number, 0 (never) or more", 4, ge=0)
+    blur_every: int = param(4, "Blur the image every this many steps: a whole number, 0 (never) or more", 4, ge=0)
     blur_sigma: float = param(0.5, "The blur's Gaussian sigma in pixels: above 0", 0.5, gt=0.0, allow_inf_nan=False)
     n_images: int = param(3, "Distinct images per class: a whole number, 1 or more", 1, ge=1)
-    diversity: float = param(1.0, "The weight of the Gram-matrix similarity between a class's images: 0 (off) or "
+    diversity: float = param(5.0, "The weight of the Gram-matrix similarity between a class's images: 0 (off) or "
                                   "more", 0.5, ge=0.0, allow_inf_nan=False)
     diversity_layer: str = param("auto", "The layer whose Gram matrices are compared: a layer name, or auto (the "
                                          "backbone's middle spatial layer)", "block_6_expand_relu")

@@ -177,6 +177,26 @@ def test_diversity_term_makes_images_differ():
         ideal.generate_set(logits, 1, replace(base, diversity=1.0), progress=False)
 
 
+def test_channel_objective_raises_its_channel():
+    """Each channel image raises its own channel's mean activation above the grey image's."""
+    import keras
+
+    model = tiny_model(size=24, seed=2)
+    layer = keras.Model(model.inputs, model.layers[2].output)  # the first convolution, 8 channels
+    grey = np.asarray(layer(np.full((1, 24, 24, 3), 127.5, np.float32))).mean(axis=(0, 1, 2))
+    channels = [int(np.argmin(grey)), int(np.argmax(grey))]
+    cfg = IdealConfig(steps=30, learning_rate=0.3, jitter=2, scale=(0.9, 1.1), rotate=5, batch=2,
+                      regularizers={"total_variation": 0.01})
+    images, reached = ideal.generate_channels(layer, channels, cfg, progress=False)
+    assert images.shape == (2, 24, 24, 3) and images.dtype == np.uint8
+    acts = np.asarray(layer(images.astype(np.float32))).mean(axis=(1, 2))  # (image, channel)
+    np.testing.assert_allclose(reached, [acts[0, channels[0]], acts[1, channels[1]]], rtol=1e-5)
+    for i, c in enumerate(channels):
+        assert acts[i, c] > grey[c] + 0.05
+    with pytest.raises(IdealError, match="out of range"):
+        ideal.generate_channels(layer, [8], cfg, progress=False)
+
+
 def test_natural_examples_pick_the_photos_the_model_scores_highest(tmp_path):
     from PIL import Image
 

@@ -108,19 +108,62 @@ def draw_feature_maps(
     finetuned: Any,
     head: Any,
 ) -> dict[str, Any]:
-    """One PNG grid per chosen layer: the most active channels for the photo (empty when no photo)."""
+    """One PNG grid per chosen layer: the most active channels for the photo (empty when no photo)
+    and, with ``feature_maps.channel_images`` k > 0, a last row pairing each of the k most active
+    channels' map with its ideal image (a channel objective: an image optimised to raise that
+    channel's mean activation, with the class images' recipe for ``feature_maps.channel_steps``)."""
     from transfer_lab.data.imaging import load_rgb
     from transfer_lab.models.featuremaps import layer_activations
-    from transfer_lab.reports.plots import feature_maps
+    from transfer_lab.reports.plots import feature_maps, image_grid
 
     if not layers:
         return {}
+    fm = visualization.feature_maps
     model = _model(visualization, backbone, finetuned, head)
     h, w = model.input_shape[1], model.input_shape[2]
     image = load_rgb(layers["image"], size=(w, h) if h and w else None)
     acts = layer_activations(model, layers["layers"], image)
-    max_maps = visualization.feature_maps.max_maps
-    return {name: feature_maps(act, layer_name=name, image=image, max_maps=max_maps) for name, act in acts.items()}
+    out = {}
+    for name, act in acts.items():
+        if not fm.channel_images:
+            out[name] = feature_maps(act, layer_name=name, image=image, max_maps=fm.max_maps)
+            continue
+        order = np.argsort(-act.reshape(-1, act.shape[-1]).mean(axis=0))
+        ideal_imgs, reached = channel_images(model, name, order[:fm.channel_images], visualization)
+        ncols = 8
+        cells = [image] + [act[:, :, c] for c in order[:fm.max_maps]]
+        titles = ["input"] + [f"ch {c}" for c in order[:fm.max_maps]]
+        pad = (-len(cells)) % ncols
+        cells += [np.full((4, 4, 3), 255, np.uint8)] * pad
+        titles += [""] * pad
+        for c, img, a in zip(order, ideal_imgs, reached):
+            cells += [act[:, :, c], img]
+            titles += [f"ch {c}: map (mean {act[:, :, c].mean():.2f})", f"ch {c}: ideal (mean {a:.2f})"]
+        out[name] = image_grid(
+            cells, titles, ncols=ncols, cell=1.6,
+            suptitle=f"Feature maps of layer {name} ({act.shape[0]}x{act.shape[1]}, {act.shape[-1]} channels; "
+                     f"{min(fm.max_maps, act.shape[-1])} most active shown; last row: the {len(ideal_imgs)} most "
+                     "active channels' map beside their ideal image)")
+    return out
+
+
+def channel_images(model: Any, layer: str, channels: Any, visualization: VisualizationParams) -> tuple[np.ndarray, np.ndarray]:
+    """Ideal images of ``channels`` of ``layer`` (:func:`transfer_lab.models.ideal.generate_channels`)
+    and each channel's mean activation on its image."""
+    from dataclasses import replace
+
+    import keras
+
+    from transfer_lab.models import ideal
+    from transfer_lab.models.featuremaps import activation_model
+
+    sub = activation_model(model, [layer])
+    out = sub.outputs[0] if isinstance(sub.outputs, (list, tuple)) else sub.outputs
+    layer_model = keras.Model(sub.inputs, out)
+    fm = visualization.feature_maps
+    steps = fm.channel_steps or max(1, visualization.steps // 3)
+    config = replace(visualization.ideal_config(), steps=steps, octaves=1)
+    return ideal.generate_channels(layer_model, [int(c) for c in channels], config, description=f"channels of {layer}")
 
 
 def diversity_layer(model: Any, name: str) -> str:
