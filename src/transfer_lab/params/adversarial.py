@@ -95,7 +95,7 @@ class AdversarialParams(KeyedParams):
     epsilon: float = param(2.0, "The L-inf budget in 0-255 pixel units, above 0 and at most 255 (2 = 2/255)", 2)
     step_size: float | None = param(None, "Above 0, at most 255 (0-255 pixel units); null = epsilon / 4 (at least "
                                           "0.25)", 0.5, gt=0.0, le=255.0, allow_inf_nan=False)
-    steps: int = param(20, "Attack steps: a whole number from 1 to 10000 (20 is usual)", 20, ge=1, le=10_000)
+    steps: int = param(40, "Attack steps: a whole number from 1 to 10000 (20 is usual)", 20, ge=1, le=10_000)
     random_start: TrueFalse = param(False, "Start PGD from a random point in the ball: true or false", True)
     early_stop: TrueFalse = param(True, "Stop each image at its first success: true or false", False)
     confidence: float = param(0.0, "The logit margin success needs: 0 (the top class is enough) or more", 1.0,
