@@ -324,6 +324,15 @@ def _targets(params, names=("cat", "dog", "bird", "fish"), model_fn=tiny_model, 
                            deferred(model_fn()), manifest if manifest is not None else deferred(missing="/no/m.csv"))
 
 
+def test_a_wrong_diversity_layer_fails_in_the_first_node():
+    from transfer_lab.models.backbones import BackboneError
+
+    with pytest.raises(BackboneError, match=r"visualization.diversity_layer: no layer named 'block_99'"):
+        _targets({"classes": ["cat"], "diversity_layer": "block_99"})
+    targets, _ = _targets({"classes": ["cat"], "diversity_layer": "block_99", "diversity": 0})  # off: not checked
+    assert targets[0]["indices"] == [0]
+
+
 def test_first_node_resolves_classes_and_layers(make_image, tmp_path):
     import pandas as pd
 

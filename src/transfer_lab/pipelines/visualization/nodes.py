@@ -88,6 +88,8 @@ def resolve_targets(
     if fm is not None and photo:
         model = _model(p, backbone, finetuned, head)  # a few seconds; checks the layers before any long work
         layers = {"image": photo, "layers": resolve_layer_names(model, fm.layers, "visualization.feature_maps.layers")}
+    if p.n_images > 1 and p.diversity > 0 and p.diversity_layer.strip().lower() != "auto":
+        diversity_layer(_model(p, backbone, finetuned, head), p.diversity_layer)  # a wrong name fails here, early
     return targets, layers
 
 
