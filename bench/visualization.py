@@ -20,7 +20,6 @@ import argparse
 import os
 import sys
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
