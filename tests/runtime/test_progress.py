@@ -15,8 +15,9 @@ class Terminal(io.StringIO):
 
 def _run(stream, n=100, pause=0.01):
     with progress.progress_bar(total=n, file=stream, desc="work") as bar:
-        for _ in range(n):
+        for i in range(n):
             time.sleep(pause)
+            bar.set_postfix(loss=f"{1 / (i + 1):.3f}")  # as a training loop does every batch
             bar.update(1)
     return stream.getvalue().count("\r")
 

@@ -37,13 +37,34 @@ def log_interval() -> float:
 
 
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
-    """A tqdm bar (``tqdm.auto``: a widget in Jupyter) with the project's defaults."""
-    from tqdm.auto import tqdm
-
+    """A tqdm bar (``tqdm.auto``: a widget in Jupyter) with the project's defaults. Outside a
+    terminal, ``set_postfix`` does not force a refresh either (tqdm's default would write a line
+    each time: the per-batch losses of a training loop)."""
     if os.environ.get("TRANSFER_LAB_PROGRESS") == "0":
         kwargs["disable"] = True
-    if not interactive(kwargs.get("file")):
+    live = interactive(kwargs.get("file"))
+    if not live:
         kwargs.setdefault("mininterval", log_interval())
         kwargs.setdefault("maxinterval", max(log_interval() * 6, 60.0))
     kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
+    bar = _bar_class()(iterable, **kwargs)
+    bar.live = live
+    return bar
+
+
+_BAR: Any = None
+
+
+def _bar_class() -> Any:
+    global _BAR
+    if _BAR is None:
+        from tqdm.auto import tqdm
+
+        class Bar(tqdm):  # type: ignore[misc, valid-type]
+            live = True
+
+            def set_postfix(self, ordered_dict=None, refresh=None, **kwargs):
+                super().set_postfix(ordered_dict, refresh=self.live if refresh is None else refresh, **kwargs)
+
+        _BAR = Bar
+    return _BAR
