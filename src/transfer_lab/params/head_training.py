@@ -36,7 +36,7 @@ class HeadTrainingParams(KeyedParams):
                                           "true or false", False)
     seed: int = param(42, "The random seed: a whole number from 0 to 4294967295", 1, ge=0, le=2**32 - 1)
     exclude_label_issues: TrueFalse = param(
-        True, "Train without the photos the audit flagged as likely label errors "
+        False, "Train without the photos the audit flagged as likely label errors "
               "(data/08_reporting/label_issues.csv; without it, a warning and every photo): true or false", False)
 
     @model_validator(mode="before")

@@ -143,7 +143,8 @@ def test_exclude_label_issues_leaves_the_flagged_photos_out(caplog):
     assert np.nonzero(~keep)[0].tolist() == wrong  # train/5 is an ant now: an older labelling's row is ignored
     assert np.nonzero(~flagged_mask(feats, "val", flagged))[0].tolist() == [2]
     caplog.set_level("INFO")
-    head, _ = train_head(feats, HeadTrainingParams(epochs=4, patience=2), ONE_DEVICE, issues)
+    head, _ = train_head(feats, HeadTrainingParams(epochs=4, patience=2, exclude_label_issues=True), ONE_DEVICE,
+                         issues)
     assert "3 train and 1 val photo(s) the audit flagged are left out" in caplog.text
     caplog.clear()
     train_head(feats, HeadTrainingParams(epochs=2, exclude_label_issues=False), ONE_DEVICE, issues)
@@ -154,10 +155,11 @@ def test_exclude_label_issues_without_the_audit_warns_and_trains_on_everything(t
     from transfer_lab.io.datasets import Deferred, TableDataset
 
     missing = Deferred(TableDataset(filepath=str(tmp_path / "label_issues.csv")))
-    head, history = train_head(_with_paths(blobs()), HeadTrainingParams(epochs=2), ONE_DEVICE, missing)
+    on = HeadTrainingParams(epochs=2, exclude_label_issues=True)
+    head, history = train_head(_with_paths(blobs()), on, ONE_DEVICE, missing)
     assert "kedro run --pipelines=audit" in caplog.text and len(history["loss"]) >= 1
     with pytest.raises(HeadTrainingError, match="kedro run --pipelines=audit"):
-        train_head(blobs(), HeadTrainingParams(epochs=2), ONE_DEVICE, pd.DataFrame({"file": ["x"]}))
+        train_head(blobs(), on, ONE_DEVICE, pd.DataFrame({"file": ["x"]}))
 
 
 def test_pipeline_on_an_in_memory_catalog(tmp_path):
