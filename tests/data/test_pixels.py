@@ -118,3 +118,19 @@ def test_pixels_of_another_size_are_refused(tmp_path):
     px = PixelCache(tmp_path / "cache", 20).pixels(paths)
     with pytest.raises(ValueError, match="pixel cache is per size"):
         image_dataset(paths, image_size=32, batch_size=2, pixels=px)
+
+
+def test_a_non_chief_worker_keeps_its_pixels_out_of_the_shared_folder(tmp_path, monkeypatch):
+    import json
+
+    from transfer_lab.data.pixels import pixel_cache_folder
+    from transfer_lab.params.runtime import RuntimeParams
+    from transfer_lab.runtime import strategy
+
+    monkeypatch.setattr(strategy, "current", lambda: None)
+    params = RuntimeParams(pixel_cache=str(tmp_path / "pixels"))
+    assert pixel_cache_folder(params) == tmp_path / "pixels"  # one process, no cluster: the chief
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert not str(pixel_cache_folder(params)).startswith(str(tmp_path))
+    assert pixel_cache_folder(RuntimeParams(pixel_cache=None)) is None

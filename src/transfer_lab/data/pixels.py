@@ -133,9 +133,15 @@ def cached_pixels(paths: Sequence[str | Path], size: int | tuple[int, int],
 def pixel_cache_folder(runtime, rt=None) -> Path | None:
     """Where this process keeps decoded photos: ``runtime.pixel_cache`` (``None``: off); a private
     folder on the non-chief workers of a multi-worker run, which write nothing the chief writes."""
-    from transfer_lab.runtime.cluster import worker_path
+    import tempfile
+
+    from transfer_lab.runtime.cluster import is_chief, worker_path
+    from transfer_lab.runtime.strategy import current
 
     root = getattr(runtime, "pixel_cache", None)
     if root in (None, ""):
         return None
+    rt = current() if rt is None else rt  # the run's runtime (the hook sets it up before any node)
+    if rt is None and not is_chief():
+        return Path(tempfile.gettempdir()) / f"transfer_lab_pixels_{os.getpid()}"
     return worker_path(Path(str(root)).expanduser(), rt)
