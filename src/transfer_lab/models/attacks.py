@@ -242,29 +242,16 @@ class PixelAttack:
 
         f32 = tf.float32
         direction = tf.where(targeted, 1.0, -1.0)
-        big = tf.constant(1e9, f32)
-        lo_c = tf.maximum(x0 - eps, 0.0)
-        hi_c = tf.minimum(x0 + eps, 255.0)
-        # Whole-pixel box: ceil/floor keep the rounded image inside the budget.
-        lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
-        hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
+        lo_c, hi_c, lo_q, hi_q = _budget_boxes(x0, eps)
 
         def real(x):
-            return tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
+            return _whole_pixels(x, quantize, lo_q, hi_q)
 
         def set_margin(z):
-            inside = tf.reduce_max(tf.where(mask, z, -big), axis=1)
-            outside = tf.reduce_max(tf.where(mask, -big, z), axis=1)
-            return direction * (inside - outside)
+            return _set_margin(z, mask, direction)
 
         def grad_and_logits(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                z = self.logits_model(x, training=False)
-                z = tf.cast(z, f32)
-                log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -big), axis=1) - tf.reduce_logsumexp(z, axis=1)
-                objective = tf.reduce_sum(direction * log_p_set)
-            return tape.gradient(objective, x), z
+            return _set_gradient(self.logits_model, x, mask, direction)
 
         n = tf.shape(x0)[0]
         start = tf.cond(
@@ -318,23 +305,11 @@ class PixelAttack:
         image looked at, its logits, whether it succeeds, and the next iterate."""
         import tensorflow as tf
 
-        f32 = tf.float32
         direction = tf.where(targeted, 1.0, -1.0)
-        big = tf.constant(1e9, f32)
-        lo_c = tf.maximum(x0 - eps, 0.0)
-        hi_c = tf.minimum(x0 + eps, 255.0)
-        lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
-        hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
-        xr = tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
-        with tf.GradientTape() as tape:
-            tape.watch(xr)
-            z = tf.cast(self.logits_model(xr, training=False), f32)
-            log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -big), axis=1) - tf.reduce_logsumexp(z, axis=1)
-            objective = tf.reduce_sum(direction * log_p_set)
-        g = tape.gradient(objective, xr)
-        inside = tf.reduce_max(tf.where(mask, z, -big), axis=1)
-        outside = tf.reduce_max(tf.where(mask, -big, z), axis=1)
-        ok = direction * (inside - outside) > confidence
+        lo_c, hi_c, lo_q, hi_q = _budget_boxes(x0, eps)
+        xr = _whole_pixels(x, quantize, lo_q, hi_q)
+        g, z = _set_gradient(self.logits_model, xr, mask, direction)
+        ok = _set_margin(z, mask, direction) > confidence
         x_new = tf.clip_by_value(x + alpha * tf.sign(g), lo_c, hi_c)
         return xr, z, ok, x_new
 
@@ -478,3 +453,47 @@ def perturbation_norms(original: np.ndarray, adversarial: np.ndarray) -> tuple[n
     d = d.reshape(len(d), -1)
     return np.abs(d).max(axis=1) if d.size else np.zeros(len(d)), np.sqrt((d**2).sum(axis=1))
 
+
+# -- the pieces both compiled loops share (TensorFlow ops; called inside tf.function) ------------
+
+_BIG = 1e9  # a logit no class reaches: masks classes out of a max / logsumexp
+
+
+def _budget_boxes(x0, eps):
+    """The L-inf box around ``x0`` within 0-255, and its whole-pixel version (ceil/floor keep the
+    rounded image inside the budget)."""
+    import tensorflow as tf
+
+    lo_c = tf.maximum(x0 - eps, 0.0)
+    hi_c = tf.minimum(x0 + eps, 255.0)
+    lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
+    hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
+    return lo_c, hi_c, lo_q, hi_q
+
+
+def _whole_pixels(x, quantize, lo_q, hi_q):
+    """The image as it would be saved: rounded into the whole-pixel box when ``quantize``."""
+    import tensorflow as tf
+
+    return tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
+
+
+def _set_margin(z, mask, direction):
+    """Best logit inside the class set minus best outside, signed so that > 0 means success."""
+    import tensorflow as tf
+
+    inside = tf.reduce_max(tf.where(mask, z, -_BIG), axis=1)
+    outside = tf.reduce_max(tf.where(mask, -_BIG, z), axis=1)
+    return direction * (inside - outside)
+
+
+def _set_gradient(logits_model, x, mask, direction):
+    """Gradient of the (signed) log-probability of the class set, and the logits."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = tf.cast(logits_model(x, training=False), tf.float32)
+        log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -_BIG), axis=1) - tf.reduce_logsumexp(z, axis=1)
+        objective = tf.reduce_sum(direction * log_p_set)
+    return tape.gradient(objective, x), z
