@@ -25,8 +25,9 @@ on a fresh input and, at the backbone, calls a sub-model of the backbone's *own*
 both the wanted layer's activations and the backbone's output, so one graph gives (activations,
 logits, probabilities).
 
-All gradient code is in :func:`_gradient` and :func:`_trace` (TensorFlow today); everything else
-uses ``keras.ops`` and numpy, so porting to JAX or PyTorch means rewriting those two functions.
+Gradients go through :mod:`transfer_lab.models.gradients` (TensorFlow, JAX or PyTorch, whichever
+Keras backend runs); everything else is ``keras.ops`` and numpy. A gradient with respect to a
+layer's activations is taken at a zero tensor the explanation model adds to them (a tap layer).
 
 Faithfulness: :func:`deletion_test` (the most salient pixels replaced by a blurred copy of the
 photo lower the class's probability more than as many random pixels) and :func:`sanity_check`
@@ -63,26 +64,40 @@ class ExplainError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------
-# Backend code: the only two functions that call TensorFlow.
+# Gradients: through transfer_lab.models.gradients (any Keras backend). A gradient with respect
+# to a layer's activations is the gradient with respect to a zero tensor added to them (a tap).
 
 
-def _gradient(forward: Callable[[Any], tuple[Any, Any, Any]], x: Any) -> tuple[Any, Any, Any]:
-    """``forward(x) -> (t, score, extra)``: returns ``(t, d sum(score) / d t, extra)``, where ``t`` is
-    ``x`` itself or any tensor computed from it (a layer's activations)."""
-    import tensorflow as tf
+class _Tap:
+    """Where :class:`_TapLayer` finds the tensor it adds (None: it adds nothing)."""
 
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)  # watching the input records every op after it, frozen layers included
-        t, score, extra = forward(x)
-    return t, tape.gradient(score, t), extra
+    delta: Any = None
 
 
-def _trace(fn: Callable[..., Any], height: int, width: int) -> Callable[..., Any]:
-    """``fn(images (N, H, W, 3) float32, classes (N,) int32)`` traced once for every batch size."""
-    import tensorflow as tf
+def _tap_layer(slot: _Tap, name: str) -> Any:
+    import keras
 
-    return tf.function(fn, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32),
-                                            tf.TensorSpec([None], tf.int32)])
+    class _TapLayer(keras.layers.Layer):
+        """Identity, plus ``slot.delta`` while a gradient step sets it: d score / d delta at
+        delta = 0 is d score / d activations, on every backend (JAX differentiates only with
+        respect to function arguments)."""
+
+        def call(self, x: Any) -> Any:
+            return x if slot.delta is None else x + slot.delta
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+    return _TapLayer(name=name)
+
+
+def _trace(fn: Callable[..., Any], height: int, width: int, variables: Sequence[Any] = ()) -> Callable[..., Any]:
+    """``fn(images (N, H, W, 3) float32, classes (N,) int32)`` compiled once for every batch size
+    (tf.function with a signature; jax.jit per batch shape)."""
+    from transfer_lab.models.gradients import compiled
+
+    return compiled(fn, variables=variables,
+                    input_signature=[((None, height, width, 3), "float32"), ((None,), "int32")])
 
 
 # ------------------------------------------------------------------------------------------
@@ -125,16 +140,19 @@ def _is_spatial(layer: Any) -> bool:
         return False
 
 
-def explanation_model(model: Any, layer: str | None = None) -> Any:
+def explanation_model(model: Any, layer: str | None = None, tap: _Tap | None = None) -> Any:
     """A model from ``model``'s 0-255 input to ``[activations of layer, logits, probabilities]``.
 
     ``model`` is a chain of top-level layers (input -> preprocess -> backbone -> pool -> head ->
     probabilities, as every model of :mod:`transfer_lab.models.backbones`); ``layer`` may be a layer
     of the chain or of its nested backbone. Without a ``logits`` layer the scores are the outputs.
+    ``tap``: a slot whose ``delta`` (while set) is added to the activations, for their gradient.
     """
     import keras
 
     name = resolve_layer(model, layer)
+    tap = tap if tap is not None else _Tap()
+    tap_name = f"{name}_explain_tap"
     inner = _inner_backbone(model)
     top = {lyr.name for lyr in model.layers}
     inputs = keras.Input(model.input_shape[1:], name="image")
@@ -145,13 +163,20 @@ def explanation_model(model: Any, layer: str | None = None) -> Any:
         for lyr in model.layers[1:]:
             if lyr is inner and name not in top:
                 # The backbone's own graph gives both tensors: no "Graph disconnected" (tensorflow#44462).
-                both = keras.Model(inner.inputs, [inner.get_layer(name).output, inner.outputs[0]])
+                # Its layers are reused (same weights), the tap called right after the wanted one.
+                def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
+                    out = layer(*args, **kwargs)
+                    return _tap_layer(tap, tap_name)(out) if layer.name == name else out
+
+                tapped = keras.models.clone_model(inner, clone_function=lambda lyr: lyr, call_function=call_function)
+                both = keras.Model(tapped.inputs, [tapped.get_layer(tap_name).output, tapped.outputs[0]])
                 acts, x = both(x, training=False)
             elif isinstance(lyr, keras.Model):
                 x = lyr(x, training=False)
             else:
                 x = lyr(x)
             if lyr.name == name:
+                x = _tap_layer(tap, tap_name)(x)
                 acts = x
             if lyr.name == "logits":
                 logits = x
@@ -191,10 +216,13 @@ class Explainer:
         self.model = model
         self.layer = resolve_layer(model, layer)
         self.size = (int(model.input_shape[1]), int(model.input_shape[2]))
-        self.net = explanation_model(model, self.layer)
-        self._cam = _trace(self._cam_step, *self.size)
-        self._grad = _trace(self._input_step, *self.size)
-        self._both = _trace(self._cam_and_input_step, *self.size)
+        self._tap = _Tap()
+        self.net = explanation_model(model, self.layer, self._tap)
+        self._acts_shape = tuple(int(d) for d in self.net.outputs[0].shape[1:])
+        variables = self.net.variables
+        self._cam = _trace(self._cam_step, *self.size, variables=variables)
+        self._grad = _trace(self._input_step, *self.size, variables=variables)
+        self._both = _trace(self._cam_and_input_step, *self.size, variables=variables)
 
     # traced steps ---------------------------------------------------------------------------
     def _scores(self, logits: Any, probs: Any, classes: Any) -> tuple[Any, Any]:
@@ -203,52 +231,76 @@ class Explainer:
         chosen = ops.where(classes < 0, ops.cast(ops.argmax(probs, axis=-1), "int32"), classes)
         return ops.take_along_axis(logits, chosen[:, None], axis=1)[:, 0], chosen
 
-    def _cam_step(self, images: Any, classes: Any) -> tuple[Any, Any, Any]:
+    def _forward(self, x: Any, delta: Any, classes: Any) -> tuple[Any, Any]:
+        """The explained class's logit, and (activations, probabilities, class), with ``delta``
+        added to the activations."""
+        self._tap.delta = delta
+        try:
+            acts, logits, probs = self.net(x, training=False)
+        finally:
+            self._tap.delta = None
+        score, chosen = self._scores(logits, probs, classes)
+        return score, (acts, probs, chosen)
+
+    def _zeros(self, images: Any) -> Any:
         from keras import ops
 
-        def forward(x: Any) -> tuple[Any, Any, Any]:
-            acts, logits, probs = self.net(x, training=False)
-            score, chosen = self._scores(logits, probs, classes)
-            return acts, score, (probs, chosen)
+        return ops.zeros((ops.shape(images)[0], *self._acts_shape), "float32")
 
-        acts, grads, (probs, chosen) = _gradient(forward, images)
+    def _cam_maps(self, acts: Any, grads: Any) -> Any:
+        from keras import ops
+
         weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
         cam = ops.relu(ops.sum(weights * acts, axis=-1, keepdims=True))
         cam = ops.image.resize(cam, self.size, interpolation="bilinear")[..., 0]
-        return _normalise(cam), probs, chosen
+        return _normalise(cam)
+
+    def _cam_step(self, images: Any, classes: Any) -> tuple[Any, Any, Any]:
+        from transfer_lab.models.gradients import value_and_grad
+
+        def forward(delta: Any, x: Any, classes: Any) -> tuple[Any, Any]:
+            return self._forward(x, delta, classes)
+
+        _, (acts, probs, chosen), grads = value_and_grad(forward)(self._zeros(images), images, classes)
+        return self._cam_maps(acts, grads), probs, chosen
 
     def _cam_and_input_step(self, images: Any, classes: Any) -> tuple[Any, Any, Any, Any]:
         """Grad-CAM and the input gradient of the same score, from one backward pass."""
-        from keras import ops
+        from transfer_lab.models.gradients import value_and_grad
 
-        def forward(x: Any) -> tuple[Any, Any, Any]:
-            acts, logits, probs = self.net(x, training=False)
-            score, chosen = self._scores(logits, probs, classes)
-            return [acts, x], score, (probs, chosen)
+        def forward(xs: Any, classes: Any) -> tuple[Any, Any]:
+            x, delta = xs
+            return self._forward(x, delta, classes)
 
-        (acts, _), (grads, input_grads), (probs, chosen) = _gradient(forward, images)
-        weights = ops.mean(grads, axis=(1, 2), keepdims=True)
-        cam = ops.relu(ops.sum(weights * acts, axis=-1, keepdims=True))
-        cam = ops.image.resize(cam, self.size, interpolation="bilinear")[..., 0]
-        return _normalise(cam), input_grads, probs, chosen
+        _, (acts, probs, chosen), (input_grads, grads) = value_and_grad(forward)((images, self._zeros(images)), classes)
+        return self._cam_maps(acts, grads), input_grads, probs, chosen
 
     def _input_step(self, images: Any, classes: Any) -> tuple[Any, Any, Any]:
-        def forward(x: Any) -> tuple[Any, Any, Any]:
-            _, logits, probs = self.net(x, training=False)
-            score, chosen = self._scores(logits, probs, classes)
-            return x, score, (probs, chosen)
+        from transfer_lab.models.gradients import value_and_grad
 
-        _, grads, (probs, chosen) = _gradient(forward, images)
+        def forward(x: Any, classes: Any) -> tuple[Any, Any]:
+            return self._forward(x, None, classes)
+
+        _, (_, probs, chosen), grads = value_and_grad(forward)(images, classes)
         return grads, probs, chosen
 
     # numpy in, numpy out --------------------------------------------------------------------
     def _run(self, step: Callable[..., Any], images: np.ndarray, classes: np.ndarray, batch_size: int) -> list:
         from keras import ops
 
+        from transfer_lab.models.gradients import backend
+
+        # JAX compiles once per input shape: a short last batch is padded to the batch size.
+        pad = backend() != "tensorflow" and len(images) > batch_size
         outs: list[list[np.ndarray]] = []
         for i in range(0, len(images), batch_size):
-            res = step(images[i:i + batch_size], classes[i:i + batch_size])
-            outs.append([ops.convert_to_numpy(r) for r in res])
+            x, c = images[i:i + batch_size], classes[i:i + batch_size]
+            n = len(x)
+            if pad and n < batch_size:
+                x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
+                c = np.concatenate([c, np.repeat(c[-1:], batch_size - n, axis=0)])
+            res = step(x, c)
+            outs.append([ops.convert_to_numpy(r)[:n] for r in res])
         return [np.concatenate(parts) for parts in zip(*outs)]
 
     def predict(self, images: Any, batch_size: int = 16) -> np.ndarray:

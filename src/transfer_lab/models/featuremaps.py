@@ -123,8 +123,10 @@ def layer_activations(model: Any, layer_names: str | Sequence[str] | None, image
     sub = activation_model(model, names)
     res = sub(batch, training=False)
     res = res if isinstance(res, (list, tuple)) else [res]
+    import keras
+
     out = {}
     for name, value in zip(names, res):
-        arr = np.asarray(value)
+        arr = keras.ops.convert_to_numpy(value)  # any backend's tensor (a torch one has no __array__ on GPU)
         out[name] = arr[0] if single else arr
     return out

@@ -88,6 +88,14 @@ def compiled(fn: Callable[..., Any], *, variables: Sequence[Any] = (), input_sig
     raise NotImplementedError(f"KERAS_BACKEND={name}: compiled functions are implemented for tensorflow, jax and torch.")
 
 
+def tracing_count(fn: Callable[..., Any]) -> int:
+    """How many times a function from :func:`compiled` was traced (TensorFlow: once for every
+    batch size under a signature; JAX: once per input shape; PyTorch eager: 0)."""
+    if hasattr(fn, "experimental_get_tracing_count"):
+        return int(fn.experimental_get_tracing_count())
+    return int(getattr(fn, "tracing_count", 0))
+
+
 def to_numpy(x: Any) -> Any:
     """A backend tensor (or a nested list/tuple of them) as numpy."""
     import keras
@@ -139,6 +147,7 @@ def _jax_compiled(fn: Callable[..., Any], variables: list[Any], static_argnums: 
     import keras
 
     def pure(values: list[Any], *args: Any) -> Any:
+        call.tracing_count += 1  # runs only while jax.jit traces
         if not variables:
             return fn(*args)
         with keras.StatelessScope(state_mapping=list(zip(variables, values))):
@@ -149,6 +158,7 @@ def _jax_compiled(fn: Callable[..., Any], variables: list[Any], static_argnums: 
     def call(*args: Any) -> Any:
         return jitted([v.value for v in variables], *args)
 
+    call.tracing_count = 0  # type: ignore[attr-defined]
     return call
 
 
