@@ -18,8 +18,11 @@ is the cross-entropy of the set, ``log sum_{c in S} p_c``, ascended (targeted) o
 2018); ``early_stop`` freezes each image at its first success, which is what makes small budgets
 cheap.
 
-The whole batched loop is one ``tf.function`` (no retracing across budgets, step sizes or batch
-sizes), which is where the speed over a per-step eager implementation (e.g. IBM ART) comes from.
+The whole batched loop is one compiled function (no retracing across budgets or step sizes; under
+TensorFlow a ``tf.function`` that is not retraced across batch sizes either), which is where the
+speed over a per-step eager implementation (e.g. IBM ART) comes from. The loops are written in
+``keras.ops`` and take their gradients from :mod:`transfer_lab.models.gradients`, so they run on
+any Keras backend (TensorFlow, JAX, PyTorch); TensorFlow stays the default.
 """
 
 from __future__ import annotations
@@ -191,16 +194,16 @@ class AttackResult:
 
 
 class PixelAttack:
-    """FGSM / PGD against one model, compiled once (``tf.function``) and reused for any budget.
+    """FGSM / PGD against one model, compiled once (``tf.function`` / ``jax.jit``) and reused for
+    any budget.
 
     ``model``: a classifier under the project's contract (0-255 in, a ``logits`` layer). Its
     logits sub-model is what the loss and the success test use.
     """
 
     def __init__(self, model: Any, *, jit_compile: bool = False):
-        import tensorflow as tf
-
         from transfer_lab.models.backbones import logits_model
+        from transfer_lab.models.gradients import compiled
         from transfer_lab.runtime.quiet import quiet_tensorflow
 
         quiet_tensorflow()
@@ -209,39 +212,42 @@ class PixelAttack:
         self.n_classes = int(self.logits_model.output_shape[-1])
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
         h, w, c = self.input_shape
+        image, mask = ((None, h, w, c), "float32"), ((None, self.n_classes), "bool")
+        flag, number = ((), "bool"), ((), "float32")
         spec = [
-            tf.TensorSpec((None, h, w, c), tf.float32),  # x0
-            tf.TensorSpec((None, self.n_classes), tf.bool),  # set mask
-            tf.TensorSpec((), tf.bool),  # targeted
-            tf.TensorSpec((), tf.float32),  # epsilon
-            tf.TensorSpec((), tf.float32),  # step size
-            tf.TensorSpec((), tf.int32),  # steps
-            tf.TensorSpec((), tf.bool),  # random start
-            tf.TensorSpec((), tf.bool),  # early stop
-            tf.TensorSpec((), tf.bool),  # quantize
-            tf.TensorSpec((), tf.float32),  # confidence
-            tf.TensorSpec((2,), tf.int32),  # seed
+            image,  # x0
+            mask,  # set mask
+            flag,  # targeted
+            number,  # epsilon
+            number,  # step size
+            ((), "int32"),  # steps
+            flag,  # random start
+            flag,  # early stop
+            flag,  # quantize
+            number,  # confidence
+            ((2,), "int32"),  # seed
         ]
-        self._batch = tf.function(self._attack_batch, input_signature=spec, jit_compile=jit_compile)
+        variables = self.logits_model.variables
+        self._batch = compiled(self._attack_batch, variables=variables, input_signature=spec, jit_compile=jit_compile)
         step_spec = [
-            tf.TensorSpec((None, h, w, c), tf.float32),  # x (the current iterate)
-            tf.TensorSpec((None, h, w, c), tf.float32),  # x0
-            tf.TensorSpec((None, self.n_classes), tf.bool),  # set mask
-            tf.TensorSpec((), tf.bool),  # targeted
-            tf.TensorSpec((), tf.float32),  # epsilon
-            tf.TensorSpec((), tf.float32),  # step size
-            tf.TensorSpec((), tf.bool),  # quantize
-            tf.TensorSpec((), tf.float32),  # confidence
+            image,  # x (the current iterate)
+            image,  # x0
+            mask,  # set mask
+            flag,  # targeted
+            number,  # epsilon
+            number,  # step size
+            flag,  # quantize
+            number,  # confidence
         ]
-        self._step = tf.function(self._attack_step, input_signature=step_spec, jit_compile=jit_compile)
+        self._step = compiled(self._attack_step, variables=variables, input_signature=step_spec, jit_compile=jit_compile)
 
     # -- compiled parts ----------------------------------------------------------------------
 
     def _attack_batch(self, x0, mask, targeted, eps, alpha, steps, random_start, early_stop, quantize, confidence, seed):
-        import tensorflow as tf
+        from keras import ops
 
-        f32 = tf.float32
-        direction = tf.where(targeted, 1.0, -1.0)
+        f32 = "float32"
+        direction = ops.where(targeted, 1.0, -1.0)
         lo_c, hi_c, lo_q, hi_q = _budget_boxes(x0, eps)
 
         def real(x):
@@ -253,64 +259,58 @@ class PixelAttack:
         def grad_and_logits(x):
             return _set_gradient(self.logits_model, x, mask, direction)
 
-        n = tf.shape(x0)[0]
-        start = tf.cond(
-            random_start,
-            lambda: x0 + tf.random.stateless_uniform(tf.shape(x0), seed, -1.0, 1.0) * eps,
-            lambda: x0,
-        )
-        x = tf.clip_by_value(start, lo_c, hi_c)
+        n = ops.shape(x0)[0]
+        start = _random_start(x0, eps, random_start, seed)
+        x = ops.clip(start, lo_c, hi_c)
         best = real(x)
-        done = tf.zeros([n], tf.bool)
-        taken = tf.fill([n], steps)
-        z_best = tf.zeros([n, self.n_classes], f32)
+        done = ops.zeros([n], "bool")
+        taken = ops.full([n], steps, "int32")
+        z_best = ops.zeros([n, self.n_classes], f32)
 
         def cond(i, x, best, done, taken, z_best):
-            return tf.logical_and(i < steps, tf.logical_not(tf.logical_and(early_stop, tf.reduce_all(done))))
+            return ops.logical_and(i < steps, ops.logical_not(ops.logical_and(early_stop, ops.all(done))))
 
         def body(i, x, best, done, taken, z_best):
             xr = real(x)
             g, z = grad_and_logits(xr)
             ok = set_margin(z) > confidence
-            newly = tf.logical_and(ok, tf.logical_not(done))
-            sel = tf.reshape(newly, [-1, 1, 1, 1])
-            best = tf.where(sel, xr, best)
-            z_best = tf.where(tf.reshape(newly, [-1, 1]), z, z_best)
-            taken = tf.where(newly, i, taken)
-            done = tf.logical_or(done, ok)
-            active = tf.logical_or(tf.logical_not(early_stop), tf.logical_not(done))
-            x_new = tf.clip_by_value(x + alpha * tf.sign(g), lo_c, hi_c)
-            x = tf.where(tf.reshape(active, [-1, 1, 1, 1]), x_new, x)
+            newly = ops.logical_and(ok, ops.logical_not(done))
+            sel = ops.reshape(newly, [-1, 1, 1, 1])
+            best = ops.where(sel, xr, best)
+            z_best = ops.where(ops.reshape(newly, [-1, 1]), z, z_best)
+            taken = ops.where(newly, i, taken)
+            done = ops.logical_or(done, ok)
+            active = ops.logical_or(ops.logical_not(early_stop), ops.logical_not(done))
+            x_new = ops.clip(x + alpha * ops.sign(g), lo_c, hi_c)
+            x = ops.where(ops.reshape(active, [-1, 1, 1, 1]), x_new, x)
             return i + 1, x, best, done, taken, z_best
 
-        i0 = tf.constant(0, tf.int32)
-        _, x, best, done, taken, z_best = tf.while_loop(
-            cond, body, (i0, x, best, done, taken, z_best), parallel_iterations=1
-        )
+        i0 = ops.convert_to_tensor(0, "int32")
+        _, x, best, done, taken, z_best = _while_loop(cond, body, (i0, x, best, done, taken, z_best))
         # The last iterate has not been looked at yet.
         x_last = real(x)
-        z_last = tf.cast(self.logits_model(x_last, training=False), f32)
+        z_last = ops.cast(self.logits_model(x_last, training=False), f32)
         ok_last = set_margin(z_last) > confidence
         # early stop: keep each image's first success; otherwise the final image decides.
-        use_best = tf.logical_and(early_stop, done)
-        out = tf.where(tf.reshape(use_best, [-1, 1, 1, 1]), best, x_last)
-        z_out = tf.where(tf.reshape(use_best, [-1, 1]), z_best, z_last)
-        success = tf.where(early_stop, tf.logical_or(done, ok_last), ok_last)
-        newly_last = tf.logical_and(ok_last, tf.logical_not(done))
-        taken = tf.where(tf.logical_and(tf.logical_not(use_best), newly_last), steps, taken)
+        use_best = ops.logical_and(early_stop, done)
+        out = ops.where(ops.reshape(use_best, [-1, 1, 1, 1]), best, x_last)
+        z_out = ops.where(ops.reshape(use_best, [-1, 1]), z_best, z_last)
+        success = ops.where(early_stop, ops.logical_or(done, ok_last), ok_last)
+        newly_last = ops.logical_and(ok_last, ops.logical_not(done))
+        taken = ops.where(ops.logical_and(ops.logical_not(use_best), newly_last), steps, taken)
         return out, success, taken, z_out
 
     def _attack_step(self, x, x0, mask, targeted, eps, alpha, quantize, confidence):
         """One step of :meth:`_attack_batch`'s loop for images each at its own step: the whole-pixel
         image looked at, its logits, whether it succeeds, and the next iterate."""
-        import tensorflow as tf
+        from keras import ops
 
-        direction = tf.where(targeted, 1.0, -1.0)
+        direction = ops.where(targeted, 1.0, -1.0)
         lo_c, hi_c, lo_q, hi_q = _budget_boxes(x0, eps)
         xr = _whole_pixels(x, quantize, lo_q, hi_q)
         g, z = _set_gradient(self.logits_model, xr, mask, direction)
         ok = _set_margin(z, mask, direction) > confidence
-        x_new = tf.clip_by_value(x + alpha * tf.sign(g), lo_c, hi_c)
+        x_new = ops.clip(x + alpha * ops.sign(g), lo_c, hi_c)
         return xr, z, ok, x_new
 
     def _run_early_stop(self, x: np.ndarray, mask: np.ndarray, targeted: bool, config: AttackConfig,
@@ -320,8 +320,10 @@ class PixelAttack:
         its last step) and the next one takes its place. The same per-image result as
         :meth:`_attack_batch` with ``early_stop`` (random starts drawn per image), at the cost of the
         steps each image needs rather than the steps of the slowest image of its batch."""
-        import tensorflow as tf
+        from transfer_lab.models.gradients import backend, to_numpy
 
+        # JAX compiles once per input shape: the working batch is padded to its full size.
+        pad = backend() != "tensorflow"
         n, steps, bs = len(x), int(config.steps), int(config.batch_size)
         eps = np.float32(config.epsilon)
         if config.random_start:
@@ -334,9 +336,8 @@ class PixelAttack:
         success = np.zeros(n, bool)
         taken = np.full(n, steps, np.int64)
         z_out = np.zeros((n, self.n_classes), np.float32)
-        consts = (tf.constant(bool(targeted)), tf.constant(config.epsilon, tf.float32),
-                  tf.constant(config.alpha, tf.float32), tf.constant(config.quantize),
-                  tf.constant(config.confidence, tf.float32))
+        consts = (np.bool_(targeted), np.float32(config.epsilon), np.float32(config.alpha),
+                  np.bool_(config.quantize), np.float32(config.confidence))
         idx = np.zeros(0, np.int64)  # the images in the working batch
         cur = np.zeros((0, *x.shape[1:]), np.float32)  # their current iterates
         at = np.zeros(0, np.int64)  # their step
@@ -347,8 +348,11 @@ class PixelAttack:
                 queue += len(add)
                 idx, at = np.concatenate([idx, add]), np.concatenate([at, np.zeros(len(add), np.int64)])
                 cur = np.concatenate([cur, start[add]])
-            xr, z, ok, x_new = self._step(tf.constant(cur), tf.constant(x[idx]), tf.constant(mask[idx]), *consts)
-            xr, z, ok, x_new = xr.numpy(), z.numpy(), ok.numpy().astype(bool), x_new.numpy()
+            m = len(idx)
+            rows = np.concatenate([np.arange(m), np.full(bs - m, m - 1)]) if pad and m < bs else slice(None)
+            res = self._step(cur[rows], x[idx][rows], mask[idx][rows], *consts)
+            xr, z, ok, x_new = (to_numpy(r)[:m] for r in res)
+            ok = ok.astype(bool)
             # at step < steps: a success stops the image there; at step == steps the last iterate
             # is looked at (its gradient is not used) and decides
             leave = ok | (at >= steps)
@@ -384,7 +388,7 @@ class PixelAttack:
         """
         import time
 
-        import tensorflow as tf
+        from transfer_lab.models.gradients import to_numpy
         from transfer_lab.runtime.progress import progress_bar
 
         config = config.validated()
@@ -407,18 +411,15 @@ class PixelAttack:
             return AttackResult(adv, ok, taken.astype(int), clean, z, time.perf_counter() - t0)
         for b in range(0, n, bs):
             sl = slice(b, b + bs)
-            o, s, k, z = self._batch(
-                tf.constant(x[sl]), tf.constant(mask[sl]), tf.constant(bool(targeted)),
-                tf.constant(config.epsilon, tf.float32), tf.constant(config.alpha, tf.float32),
-                tf.constant(config.steps, tf.int32), tf.constant(config.random_start),
-                tf.constant(config.early_stop), tf.constant(config.quantize),
-                tf.constant(config.confidence, tf.float32),
-                tf.constant([config.seed, b], tf.int32),
-            )
-            outs.append(o.numpy())
-            succ.append(s.numpy())
-            steps.append(k.numpy())
-            z_adv.append(z.numpy())
+            o, s, k, z = to_numpy(self._batch(
+                x[sl], mask[sl], np.bool_(targeted), np.float32(config.epsilon), np.float32(config.alpha),
+                np.int32(config.steps), np.bool_(config.random_start), np.bool_(config.early_stop),
+                np.bool_(config.quantize), np.float32(config.confidence), np.array([config.seed, b], np.int32),
+            ))
+            outs.append(o)
+            succ.append(s)
+            steps.append(k)
+            z_adv.append(z)
             bar.update(len(o))
         bar.close()
         seconds = time.perf_counter() - t0
@@ -454,7 +455,7 @@ def perturbation_norms(original: np.ndarray, adversarial: np.ndarray) -> tuple[n
     return np.abs(d).max(axis=1) if d.size else np.zeros(len(d)), np.sqrt((d**2).sum(axis=1))
 
 
-# -- the pieces both compiled loops share (TensorFlow ops; called inside tf.function) ------------
+# -- the pieces both compiled loops share (keras.ops; called inside the compiled functions) ------
 
 _BIG = 1e9  # a logit no class reaches: masks classes out of a max / logsumexp
 
@@ -462,38 +463,83 @@ _BIG = 1e9  # a logit no class reaches: masks classes out of a max / logsumexp
 def _budget_boxes(x0, eps):
     """The L-inf box around ``x0`` within 0-255, and its whole-pixel version (ceil/floor keep the
     rounded image inside the budget)."""
-    import tensorflow as tf
+    from keras import ops
 
-    lo_c = tf.maximum(x0 - eps, 0.0)
-    hi_c = tf.minimum(x0 + eps, 255.0)
-    lo_q = tf.maximum(tf.math.ceil(x0 - eps - 1e-4), 0.0)
-    hi_q = tf.minimum(tf.math.floor(x0 + eps + 1e-4), 255.0)
+    lo_c = ops.maximum(x0 - eps, 0.0)
+    hi_c = ops.minimum(x0 + eps, 255.0)
+    lo_q = ops.maximum(ops.ceil(x0 - eps - 1e-4), 0.0)
+    hi_q = ops.minimum(ops.floor(x0 + eps + 1e-4), 255.0)
     return lo_c, hi_c, lo_q, hi_q
 
 
 def _whole_pixels(x, quantize, lo_q, hi_q):
     """The image as it would be saved: rounded into the whole-pixel box when ``quantize``."""
-    import tensorflow as tf
+    from keras import ops
 
-    return tf.cond(quantize, lambda: tf.clip_by_value(tf.round(x), lo_q, hi_q), lambda: x)
+    return ops.cond(quantize, lambda: ops.clip(ops.round(x), lo_q, hi_q), lambda: x)
 
 
 def _set_margin(z, mask, direction):
     """Best logit inside the class set minus best outside, signed so that > 0 means success."""
-    import tensorflow as tf
+    from keras import ops
 
-    inside = tf.reduce_max(tf.where(mask, z, -_BIG), axis=1)
-    outside = tf.reduce_max(tf.where(mask, -_BIG, z), axis=1)
+    inside = ops.max(ops.where(mask, z, -_BIG), axis=1)
+    outside = ops.max(ops.where(mask, -_BIG, z), axis=1)
     return direction * (inside - outside)
 
 
 def _set_gradient(logits_model, x, mask, direction):
     """Gradient of the (signed) log-probability of the class set, and the logits."""
-    import tensorflow as tf
+    from keras import ops
 
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        z = tf.cast(logits_model(x, training=False), tf.float32)
-        log_p_set = tf.reduce_logsumexp(tf.where(mask, z, -_BIG), axis=1) - tf.reduce_logsumexp(z, axis=1)
-        objective = tf.reduce_sum(direction * log_p_set)
-    return tape.gradient(objective, x), z
+    from transfer_lab.models.gradients import value_and_grad
+
+    def objective(x):
+        z = ops.cast(logits_model(x, training=False), "float32")
+        log_p_set = ops.logsumexp(ops.where(mask, z, -_BIG), axis=1) - ops.logsumexp(z, axis=1)
+        return direction * log_p_set, z
+
+    _, z, grad = value_and_grad(objective)(x)
+    return grad, z
+
+
+def _random_start(x0, eps, random_start, seed):
+    """``x0`` plus uniform noise in [-eps, eps] drawn from ``seed`` (2 int32) when ``random_start``.
+    TensorFlow keeps its stateless draw (the same starts as before the port); JAX folds the seed
+    into a key; PyTorch draws on the host from a generator seeded with it."""
+    from keras import ops
+
+    from transfer_lab.models.gradients import backend
+
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.cond(random_start, lambda: x0 + tf.random.stateless_uniform(tf.shape(x0), seed, -1.0, 1.0) * eps,
+                       lambda: x0)
+    if name == "jax":
+        import jax
+
+        key = jax.random.fold_in(jax.random.key(seed[0]), seed[1])
+        noise = jax.random.uniform(key, x0.shape, "float32", -1.0, 1.0)
+    else:
+        import torch
+
+        s = [int(v) for v in ops.convert_to_numpy(seed)]
+        gen = torch.Generator().manual_seed(s[0] * 1_000_003 + s[1])
+        noise = ops.convert_to_tensor(torch.rand(tuple(x0.shape), generator=gen).numpy() * 2.0 - 1.0, "float32")
+    return ops.where(random_start, x0 + noise * eps, x0)
+
+
+def _while_loop(cond, body, loop_vars):
+    """``keras.ops.while_loop``; under TensorFlow ``tf.while_loop`` with one iteration at a time as
+    before the port (each step needs the previous one)."""
+    from keras import ops
+
+    from transfer_lab.models.gradients import backend
+
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.while_loop(cond, body, loop_vars, parallel_iterations=1)
+    return ops.while_loop(cond, body, loop_vars)
