@@ -200,27 +200,60 @@ def decode_checked(
     return info, img
 
 
-def resize_rgb(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
-    """Resize to ``size`` (int: square), bilinear with antialiasing, aspect ratio not kept.
+#: How a photo becomes the model's input shape: ``squash`` stretches the whole photo to it (what
+#: ``keras.utils.image_dataset_from_directory`` does by default); ``crop`` keeps the aspect ratio and
+#: takes the largest centred box of the target's shape (Keras's ``crop_to_aspect_ratio=True``).
+RESIZE_MODES = ("squash", "crop")
 
-    This is what ``keras.utils.image_dataset_from_directory`` does, so Keras recipes carry over.
-    """
+
+def _check_resize(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
+    return resize
+
+
+def resize_of(classifier_config: dict | None, default: str = "squash") -> str:
+    """The resize mode a trained classifier was made with (``classifier_config.json``'s ``resize``);
+    ``default`` for configurations written before the option existed (they squashed)."""
+    return _check_resize(str((classifier_config or {}).get("resize") or default))
+
+
+def crop_box(width: int, height: int, target_w: int, target_h: int) -> tuple[float, float, float, float]:
+    """The largest centred box of ``width`` x ``height`` with the aspect ratio of the target."""
+    if width * target_h > height * target_w:  # too wide: trim the sides
+        w = height * target_w / target_h
+        left = (width - w) / 2
+        return (left, 0.0, left + w, float(height))
+    h = width * target_h / target_w  # too tall (or exact): trim top and bottom
+    top = (height - h) / 2
+    return (0.0, top, float(width), top + h)
+
+
+def resize_rgb(img: Image.Image, size: int | tuple[int, int], resize: str = "squash") -> Image.Image:
+    """Resize to ``size`` (int: square, or (height, width)), bilinear with antialiasing.
+
+    ``resize="squash"`` does not keep the aspect ratio (as ``keras.utils.image_dataset_from_directory``);
+    ``"crop"`` resizes the centred box of the target's aspect ratio (:func:`crop_box`), so nothing is
+    stretched."""
     target = (size, size) if isinstance(size, int) else (int(size[1]), int(size[0]))
     if img.size == target:
         return img
-    return img.resize(target, Image.BILINEAR, reducing_gap=3.0)
+    box = crop_box(img.width, img.height, *target) if _check_resize(resize) == "crop" else None
+    return img.resize(target, Image.BILINEAR, box=box, reducing_gap=3.0)
 
 
 def load_rgb(
     source: str | Path | bytes,
     size: int | tuple[int, int] | None = None,
     *,
+    resize: str = "squash",
     min_side: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode an image file (path or bytes) to a ``uint8`` array of shape (H, W, 3).
 
-    With ``size`` (an int for a square, or (height, width)) the image is resized to it.
+    With ``size`` (an int for a square, or (height, width)) the image is resized to it, the
+    ``resize`` way (:data:`RESIZE_MODES`).
     """
     data = source if isinstance(source, (bytes, bytearray)) else _read(source)
     draft = None
@@ -228,7 +261,7 @@ def load_rgb(
         draft = size if isinstance(size, int) else max(size)
     img, _ = _open_rgb(bytes(data), min_side=min_side, max_pixels=max_pixels, draft_size=draft)
     if size is not None:
-        img = resize_rgb(img, size)
+        img = resize_rgb(img, size, resize)
     return np.asarray(img, dtype=np.uint8)
 
 

@@ -1,7 +1,8 @@
 """Decode once: a cache of decoded, resized photos as memory-mapped uint8 arrays.
 
 Each photo is decoded by the project's one decoder (:func:`transfer_lab.data.imaging.load_rgb`)
-and resized once per size; the pixels are kept in ``<root>/<H>x<W>/`` as ``.npy`` shards that every
+and resized once per (size, resize mode); the pixels are kept in ``<root>/<H>x<W>/`` (``squash``) or
+``<root>/<H>x<W>-crop/`` as ``.npy`` shards that every
 pipeline reads back memory-mapped (feature extraction, fine-tuning's every epoch, evaluation).
 
 A photo is known by its path, byte size and modification time: a photo that changed (or a new one)
@@ -22,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from transfer_lab.data.imaging import load_rgb
+from transfer_lab.data.imaging import _check_resize, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ def default_workers() -> int:
 
 
 class PixelCache:
-    """Decoded photos of one size under ``root`` (``root/<H>x<W>/``)."""
+    """Decoded photos of one size and resize mode under ``root`` (``root/<H>x<W>[-crop]/``)."""
 
-    def __init__(self, root: str | Path, size: int | tuple[int, int]):
+    def __init__(self, root: str | Path, size: int | tuple[int, int], resize: str = "squash"):
         self.size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-        self.folder = Path(root) / f"{self.size[0]}x{self.size[1]}"
+        self.resize = _check_resize(resize)
+        suffix = "" if resize == "squash" else f"-{resize}"
+        self.folder = Path(root) / f"{self.size[0]}x{self.size[1]}{suffix}"
 
     # -- index ---------------------------------------------------------------------------------
     def _read_index(self) -> dict[str, list]:
@@ -104,7 +107,7 @@ class PixelCache:
         size = (h, w) if h != w else h
 
         def decode(i: int) -> int:
-            arr[i] = load_rgb(path_of[keys[i]], size)
+            arr[i] = load_rgb(path_of[keys[i]], size, resize=self.resize)
             return i
 
         try:
@@ -123,11 +126,11 @@ class PixelCache:
 
 
 def cached_pixels(paths: Sequence[str | Path], size: int | tuple[int, int],
-                  root: str | Path | None) -> np.ndarray | None:
-    """``PixelCache(root, size).pixels(paths)``, or ``None`` when the cache is off (``root`` null)."""
+                  root: str | Path | None, resize: str = "squash") -> np.ndarray | None:
+    """``PixelCache(root, size, resize).pixels(paths)``, or ``None`` when the cache is off (``root`` null)."""
     if root in (None, "", False):
         return None
-    return PixelCache(root, size).pixels(paths)
+    return PixelCache(root, size, resize).pixels(paths)
 
 
 def pixel_cache_folder(runtime, rt=None) -> Path | None:

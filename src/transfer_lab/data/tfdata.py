@@ -28,6 +28,7 @@ def image_dataset(
     cache: bool = False,
     flip: bool = False,
     pixels: np.ndarray | None = None,
+    resize: str = "squash",
 ):
     """A ``tf.data.Dataset`` of ``images`` or ``(images, labels)`` batches; ``flip``: of the
     left-right mirror images. ``pixels``: the photos already decoded at ``image_size``
@@ -47,7 +48,7 @@ def image_dataset(
     size = int(image_size)
 
     def _decode(path: bytes) -> np.ndarray:
-        img = load_rgb(path.decode("utf-8"), size)
+        img = load_rgb(path.decode("utf-8"), size, resize=resize)
         if flip:
             img = img[:, ::-1]
         return img.astype(np.float32)
@@ -151,9 +152,9 @@ def array_dataset(
     return _without_autotuning(ds.prefetch(1)), steps
 
 
-def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None) -> np.ndarray:
+def load_batch(paths: Sequence[str], image_size: int | tuple[int, int] | None, resize: str = "squash") -> np.ndarray:
     """Decode a few images eagerly into one float32 0-255 array (N, H, W, 3)."""
-    return np.stack([load_rgb(p, image_size).astype(np.float32) for p in paths])
+    return np.stack([load_rgb(p, image_size, resize=resize).astype(np.float32) for p in paths])
 
 
 def balanced_class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
@@ -165,16 +166,16 @@ def balanced_class_weights(labels: Sequence[int], n_classes: int) -> dict[int, f
 
 
 def train_dataset(paths: Sequence[str], labels: np.ndarray, *, image_size: int, batch_size: int, seed: int,
-                  cache: bool = True, pixels: np.ndarray | None = None) -> Any:
+                  cache: bool = True, pixels: np.ndarray | None = None, resize: str = "squash") -> Any:
     """Shuffled every epoch; with ``cache`` decoded photos are kept in memory after the first epoch;
     ``pixels``: already decoded (see :func:`image_dataset`)."""
     return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=True, seed=seed,
-                         cache=cache, pixels=pixels)
+                         cache=cache, pixels=pixels, resize=resize)
 
 
 def eval_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size: int, batch_size: int,
-                 cache: bool = True, pixels: np.ndarray | None = None) -> Any:
+                 cache: bool = True, pixels: np.ndarray | None = None, resize: str = "squash") -> Any:
     return image_dataset(paths, labels, image_size=image_size, batch_size=batch_size, shuffle=False, cache=cache,
-                         pixels=pixels)
+                         pixels=pixels, resize=resize)
 
 

@@ -52,13 +52,15 @@ def _compiled(model: Any, strategy: Any, make: Any) -> Any:
     return fn
 
 
-def predict(model: Any, paths: Sequence[str], *, image_size: int, batch_size: int, desc: str = "Predicting") -> np.ndarray:
-    """Class probabilities for ``paths`` in order, with a progress bar."""
+def predict(model: Any, paths: Sequence[str], *, image_size: int, batch_size: int, desc: str = "Predicting",
+            resize: str = "squash") -> np.ndarray:
+    """Class probabilities for ``paths`` in order (decoded the ``resize`` way), with a progress bar."""
     from transfer_lab.runtime.progress import progress_bar
 
     out = []
     with progress_bar(total=len(paths), desc=desc, unit="img") as bar:
-        for batch in image_dataset(paths, None, image_size=image_size, batch_size=batch_size, cache=False, shuffle=False):
+        for batch in image_dataset(paths, None, image_size=image_size, batch_size=batch_size, cache=False, shuffle=False,
+                                   resize=resize):
             out.append(np.asarray(model(batch, training=False)))
             bar.update(len(out[-1]))
     n_classes = int(model.output_shape[-1])

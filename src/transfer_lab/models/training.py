@@ -52,12 +52,39 @@ def training_model(classifier: Any, aug: AugmentationParams, seed: int = 0) -> A
     return keras.Model(inputs, classifier(x), name="finetune_trainer")
 
 
-def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any = "auto") -> None:
-    """Recompile (after changing ``trainable``, Keras needs it) with Adam at a low learning rate."""
+def layerwise_adam(learning_rate: float, multipliers: Mapping[str, float]) -> Any:
+    """Adam whose step for each variable named (by its ``path``) in ``multipliers`` uses the learning
+    rate times that factor: discriminative learning rates (fastai's ``lr_mult``), e.g. the backbone
+    at a tenth of the head's rate. Any Keras backend (the factor is applied in ``update_step``)."""
     import keras
 
+    class LayerwiseAdam(keras.optimizers.Adam):
+        def build(self, variables):
+            super().build(variables)
+            self._lr_factor = {self._var_key(v): float(multipliers[v.path]) for v in variables
+                               if v.path in multipliers and float(multipliers[v.path]) != 1.0}
+
+        def update_step(self, gradient, variable, learning_rate):
+            factor = self._lr_factor.get(self._var_key(variable))
+            if factor is not None:
+                learning_rate = learning_rate * factor
+            return super().update_step(gradient, variable, learning_rate)
+
+    return LayerwiseAdam(learning_rate=learning_rate)
+
+
+def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any = "auto",
+                            backbone: Any = None, backbone_lr_mult: float = 1.0) -> None:
+    """Recompile (after changing ``trainable``, Keras needs it) with Adam at a low learning rate;
+    the ``backbone``'s variables at ``backbone_lr_mult`` times it (:func:`layerwise_adam`)."""
+    import keras
+
+    if backbone is not None and backbone_lr_mult != 1.0:
+        optimizer = layerwise_adam(learning_rate, {v.path: backbone_lr_mult for v in backbone.trainable_variables})
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit_compile,

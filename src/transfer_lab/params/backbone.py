@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -57,6 +57,10 @@ class BackboneParams(KeyedParams):
                                 "../shared/weights/mobilenet_v2_1.0_imagenet_no_top.weights.h5")
     image_size: int = param(224, "The square input in pixels: a whole number, 32 or more (224 is the ImageNet "
                                  "size), or null for the backbone's default", 160, ge=32)
+    resize: Literal["squash", "crop"] = param(
+        "crop", "How a photo becomes the square input: crop (the centred square, aspect kept) or squash "
+                "(the whole photo stretched); stored in classifier_config.json, so every pipeline and the "
+                "served model decode the same way", "squash")
     alpha: float = param(1.0, "The width multiplier of the MobileNets (ignored by the others): above 0", 0.35,
                          gt=0.0, allow_inf_nan=False)
     classifier_weights: str = param("imagenet", "The 1000-class ImageNet model (visualization, adversarial): "

@@ -128,6 +128,9 @@ class FineTuningParams(KeyedParams):
     unfreeze: int | str = param(3, UNFREEZE_HELP, "5 blocks")
     learning_rate: float = param(1e-4, "Fine-tuning wants a small positive learning rate (1e-5..1e-4 keeps "
                                        "the pretrained features)", 1e-5, gt=0.0, allow_inf_nan=False)
+    backbone_lr_mult: float = param(
+        1.0, "The backbone's learning rate as a fraction of fine_tuning.learning_rate (the head's): above 0, "
+             "1 = one rate for all (fastai's discriminative rates: e.g. 0.1)", 0.1, gt=0.0, allow_inf_nan=False)
     epochs: int = param(4, "The most epochs: a whole number, 1 or more", 5, ge=1)
     batch_size: int = param(32, "Photos per step and replica: a whole number, 1 or more", 16, ge=1)
     class_weight: TrueFalse = param(True, "Weigh classes by 1/frequency: true or false", False)

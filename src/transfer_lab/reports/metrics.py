@@ -68,6 +68,9 @@ def classification_report(y_true: Sequence[int], probs: np.ndarray, class_names:
     present = [c for c in classes.values() if c["support"] > 0]
     return {
         "accuracy": float(np.mean(pred == y)) if len(y) else float("nan"),
+        # the mean of the per-class recalls (classes with photos): Oxford-IIIT Pet's standard metric,
+        # which counts a few-shot breed as much as a common one
+        "mean_per_class_accuracy": float(np.mean([c["recall"] for c in present])) if present else float("nan"),
         "top3_accuracy": top_k_accuracy(y, p, 3),
         "n": int(len(y)),
         "n_classes": n_classes,

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from transfer_lab.data.imaging import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
+from transfer_lab.data.imaging import DEFAULT_MAX_PIXELS, ImageRejected, _check_resize, load_rgb
 from transfer_lab.models import unfamiliar
 
 BAD_BASE64 = "bad_base64"
@@ -44,10 +44,12 @@ def pool_model(classifier: Any) -> Any:
 class Predictor:
     """``classifier`` (0-255 RGB in, probabilities out) and the unfamiliar statistics fitted on
     the pooled features of ``feature_model`` (default: the classifier's own ``pool`` layer; give
-    head_training's classifier for a fine-tuned one, whose features have moved)."""
+    head_training's classifier for a fine-tuned one, whose features have moved). ``resize``: how a
+    photo becomes the square input, as the classifier was trained (classifier_config.json's ``resize``)."""
 
     def __init__(self, classifier: Any, stats: Mapping[str, np.ndarray], class_names: Sequence[str], *,
-                 feature_model: Any = None, max_pixels: int | None = None, top_k: int = 3, batch_size: int = 32):
+                 feature_model: Any = None, max_pixels: int | None = None, top_k: int = 3, batch_size: int = 32,
+                 resize: str = "squash"):
         import keras
         import tensorflow as tf
 
@@ -56,6 +58,7 @@ class Predictor:
             raise ValueError(f"the classifier has {classifier.output_shape[-1]} outputs but {len(self.class_names)} "
                              "class names are given: they come from different runs. Re-run head_training.")
         self.size = int(classifier.input_shape[1])
+        self.resize = _check_resize(resize)
         self.stats = dict(stats)
         self.max_pixels = int(max_pixels or DEFAULT_MAX_PIXELS)
         self.top_k = max(1, min(int(top_k), len(self.class_names)))
@@ -69,7 +72,7 @@ class Predictor:
 
     def decode(self, data: bytes) -> np.ndarray:
         """(size, size, 3) uint8 through the project's decoder, or :class:`ImageRejected`."""
-        return load_rgb(bytes(data), self.size, max_pixels=self.max_pixels)
+        return load_rgb(bytes(data), self.size, resize=self.resize, max_pixels=self.max_pixels)
 
     def predict_arrays(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, unfamiliar flags, unfamiliar scores) for decoded images."""

@@ -83,6 +83,7 @@ class TransferLabModel(mlflow.pyfunc.PythonModel if mlflow else object):  # type
     def _load(self, artifacts: Mapping[str, str]) -> None:
         import keras
 
+        from transfer_lab.data.imaging import resize_of
         from transfer_lab.serving.predictor import Predictor
 
         config = json.loads(Path(artifacts["config"]).read_text())
@@ -93,7 +94,8 @@ class TransferLabModel(mlflow.pyfunc.PythonModel if mlflow else object):  # type
             stats = {k: data[k] for k in data.files}
         self.config = config
         self.predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
-                                   max_pixels=config.get("max_pixels"), top_k=config.get("top_k", 3))
+                                   max_pixels=config.get("max_pixels"), top_k=config.get("top_k", 3),
+                                   resize=resize_of(config))
 
     def predict(self, context, model_input, params=None):  # no type hints: mlflow would infer a schema from them
         import pandas as pd

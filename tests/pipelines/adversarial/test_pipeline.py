@@ -88,7 +88,8 @@ def test_pipeline_writes_pngs_that_still_fool_the_model(inputs, tmp_path):
     pred = np.argmax(model.predict(back, verbose=0), axis=1)
     assert m["success_rate"] == pytest.approx(float(np.mean(pred == 0)))
     assert m["success_rate"] == m["success_rate_in_loop"]
-    originals = np.stack([load_rgb(p, SIZE).astype(np.float32) for p in table["path"]])
+    resize = data["params:backbone"].resize  # the attack decodes as the classifier was trained
+    originals = np.stack([load_rgb(p, SIZE, resize=resize).astype(np.float32) for p in table["path"]])
     assert np.abs(back - originals).max() <= 16
     assert {"grid", "robust_accuracy"} <= set(figures) and len(figures) == 4
 

@@ -236,3 +236,29 @@ def test_an_unfreeze_the_backbone_cannot_satisfy_is_refused(unfreeze, message):
     with pytest.raises(FineTuneError, match=message):
         resolve_unfreeze(backbone_of(tiny_classifier()), "mobilenet_v2", FineTuningParams(unfreeze=unfreeze).unfreeze)
 
+
+
+def test_layerwise_adam_scales_the_named_variables_step():
+    import keras
+
+    from transfer_lab.models.training import layerwise_adam
+
+    def two_layer():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4,))
+        out = keras.layers.Dense(3, name="top")(keras.layers.Dense(5, name="low")(inp))
+        return keras.Model(inp, out)
+
+    x, y = np.random.default_rng(0).normal(size=(8, 4)).astype("float32"), np.arange(8) % 3
+    moved = {}
+    for name, factor in (("plain", 1.0), ("tenth", 0.1)):
+        model = two_layer()
+        before = [np.array(v) for v in model.trainable_variables]
+        low = {v.path: factor for v in model.get_layer("low").trainable_variables}
+        model.compile(optimizer=layerwise_adam(1e-2, low),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.train_on_batch(x, y)
+        moved[name] = {v.path: np.abs(np.array(v) - b).max() for v, b in zip(model.trainable_variables, before)}
+    for path, step in moved["plain"].items():
+        expected = step * (0.1 if "/low/" in f"/{path}" else 1.0)
+        assert moved["tenth"][path] == pytest.approx(expected, rel=1e-3), path

@@ -61,7 +61,8 @@ def test_pipeline_on_an_in_memory_catalog(tmp_path, make_image):
     assert summary["epochs_run"] == 2 and summary["first_unfrozen_layer"] == "Conv_1"
     assert summary["n_train"] == 16 and summary["n_val"] == 8 and summary["augmentation"]["flip"] == "none"
     comparison = catalog.load("finetune_comparison")
-    assert comparison["n_test"] == 4 and set(comparison["head_only"]) == {"accuracy", "top3_accuracy", "macro_f1"}
+    assert comparison["n_test"] == 4
+    assert set(comparison["head_only"]) == {"accuracy", "mean_per_class_accuracy", "top3_accuracy", "macro_f1"}
     assert catalog.load("finetune_metrics")["accuracy"] == comparison["fine_tuned"]["accuracy"]
     assert "| accuracy |" in catalog.load("finetune_comparison_table")
     assert not (tmp_path / "backup").exists() or not any((tmp_path / "backup").iterdir())
@@ -131,9 +132,11 @@ def test_fine_tuning_on_real_photos(kedro_project, shared_dir, mobilenet_v2_no_t
 def test_head_only_figures_reuse_head_trainings_report_when_it_covers_the_test_photos():
     from transfer_lab.pipelines.fine_tuning.nodes import _head_report
 
-    per_class = {c: {"precision": 1.0, "recall": 0.9, "f1": 0.95, "support": 5} for c in ("cat", "dog")}
+    per_class = {c: {"precision": 1.0, "recall": r, "f1": 0.95, "support": 5} for c, r in (("cat", 0.8), ("dog", 1.0))}
     full = {"accuracy": 0.9, "top3_accuracy": 1.0, "macro_f1": 0.9, "n_test": 10, "per_class": per_class}
-    assert _head_report(full, ["cat", "dog"], 10) is full
+    # a report of before mean_per_class_accuracy: the figure is derived from its per-class recalls
+    assert _head_report(full, ["cat", "dog"], 10) == {**full, "mean_per_class_accuracy": pytest.approx(0.9)}
+    assert _head_report({**full, "mean_per_class_accuracy": 0.7}, ["cat", "dog"], 10)["mean_per_class_accuracy"] == 0.7
     assert _head_report(full, ["cat", "dog"], 12) is None  # other test photos: re-measured
     assert _head_report(full, ["cat", "dog", "fox"], 10) is None
     assert _head_report({"accuracy": 0.5}, ["cat", "dog"], 10) is None

@@ -168,7 +168,7 @@ def attack_images(
         items = items[: p.max_images]
 
     attack = attacks.PixelAttack(model)
-    x = load_batch([f for f, _, _ in items], size)
+    x = load_batch([f for f, _, _ in items], size, backbone.resize)
     clean = attack.predict_logits(x)
     true_sets = [t if t is not None else (int(np.argmax(clean[i])),) for i, (_, t, _) in enumerate(items)]
     keep = np.ones(len(items), bool)
@@ -238,7 +238,7 @@ def robustness_curve(
         pick = np.sort(rng.choice(len(items), rob.max_images, replace=False))
         items = [items[i] for i in pick]
     attack = attacks.PixelAttack(model)
-    x = load_batch([f for f, _ in items], _input_size(model))
+    x = load_batch([f for f, _ in items], _input_size(model), backbone.resize)
     mask = attacks.set_mask([t for _, t in items], len(names))
     clean_ok = ~attacks.is_success(attack.predict_logits(x), mask, targeted=False)
     # The budgets share their work, smallest first: an image an attack broke within a budget is broken

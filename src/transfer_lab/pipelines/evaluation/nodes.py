@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_lab.data.classes import SPECIES, is_species_model, norm
+from transfer_lab.data.imaging import resize_of
 from transfer_lab.models.choice import pick_classifier, require_classifier
 from transfer_lab.params.evaluation import EvaluationParams
 
@@ -54,38 +55,42 @@ def scan_source(
     images["species"] = images["species"].where(images["species"].notna(), "").astype(str)
     if images.empty:
         raise EvaluationError(f"No files found in {p.source}. Check evaluation.source.")
-    info = {"source": p.source, "layout": layout, "labels": labels, "n_files": int(len(images))}
+    info = {"source": p.source, "layout": layout, "labels": labels, "n_files": int(len(images)),
+            "resize": resize_of(model_config)}
     log.info("Evaluation folder %s: %d files, layout %s, %s labels, the %s classifier.", p.source, len(images),
              layout, labels, p.model)
     return images, info
 
 
-def _decode(path: str, size: int) -> np.ndarray | str:
+def _decode(path: str, size: int, resize: str = "squash") -> np.ndarray | str:
     from transfer_lab.data.imaging import ImageRejected, load_rgb
 
     try:
-        return load_rgb(path, size)
+        return load_rgb(path, size, resize=resize)
     except ImageRejected as exc:
         return f"{exc.reason}: {exc.detail}"
 
 
 def predict_images(
     images: pd.DataFrame, evaluation: EvaluationParams, finetuned: Any, head: Any,
+    scan_info: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Class probabilities for every photo that decodes (same decoder as training), batch by batch."""
+    """Class probabilities for every photo that decodes (same decoder and resize mode as training:
+    ``scan_info["resize"]``, from classifier_config.json), batch by batch."""
     from tqdm.auto import tqdm
 
     from transfer_lab.models.predict import predict_array
 
     model = pick_classifier(evaluation.model, PARAM, finetuned=finetuned, head=head)
     size = int(model.input_shape[1])
+    resize = str((scan_info or {}).get("resize") or "squash")
     paths = images["path"].tolist()
     probs = np.full((len(paths), int(model.output_shape[-1])), np.nan, dtype=np.float32)
     errors = [""] * len(paths)
     bs = evaluation.batch_size
     with ThreadPoolExecutor(max_workers=4) as pool, tqdm(total=len(paths), desc="Scoring", unit="img") as bar:
         for start in range(0, len(paths), bs):
-            chunk = list(pool.map(lambda p: _decode(p, size), paths[start:start + bs]))
+            chunk = list(pool.map(lambda p: _decode(p, size, resize), paths[start:start + bs]))
             ok = [i for i, x in enumerate(chunk) if not isinstance(x, str)]
             for i, x in enumerate(chunk):
                 if isinstance(x, str):

@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(scan_source, ["params:evaluation", "classifier_config"] + MODELS,
                  ["evaluation_images", "evaluation_scan"], name="scan_source"),
-            node(predict_images, ["evaluation_images", "params:evaluation"] + MODELS,
+            node(predict_images, ["evaluation_images", "params:evaluation"] + MODELS + ["evaluation_scan"],
                  ["evaluation_probs", "evaluation_scored"], name="predict_images"),
             node(report, ["evaluation_probs", "evaluation_scored", "evaluation_scan", "classifier_config",
                           "params:evaluation"] + MODELS,

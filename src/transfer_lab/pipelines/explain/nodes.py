@@ -103,13 +103,13 @@ def unique_names(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def _load(paths: Sequence[str], size: tuple[int, int]) -> tuple[list[str], np.ndarray]:
+def _load(paths: Sequence[str], size: tuple[int, int], resize: str = "squash") -> tuple[list[str], np.ndarray]:
     from transfer_lab.data.imaging import ImageRejected, load_rgb
 
     kept, images = [], []
     for p in paths:
         try:
-            images.append(load_rgb(p, size).astype(np.float32))
+            images.append(load_rgb(p, size, resize=resize).astype(np.float32))
             kept.append(p)
         except (ImageRejected, OSError) as exc:
             log.warning("explain: skipped %s (%s)", p, exc)
@@ -131,7 +131,7 @@ def explain_photos(photos: list[str], explain: ExplainParams, backbone: Backbone
     out: dict[str, dict[str, Any]] = {}
     labels = dict(zip(photos, unique_names(photos)))
     for i in range(0, len(photos), _CHUNK):
-        paths, images = _load(photos[i:i + _CHUNK], size)
+        paths, images = _load(photos[i:i + _CHUNK], size, backbone.resize)
         if not paths:
             continue
         result = ex.explain(model, images, explain.method, layer=layer, classes=target, steps=explain.steps,

@@ -79,7 +79,8 @@ def cache_key(rows: pd.DataFrame, backbone: BackboneParams, params: FeatureExtra
     digest = hashlib.sha256()
     head = {
         "format": CACHE_FORMAT,
-        "backbone": {"name": backbone.name, "image_size": backbone.size, "alpha": backbone.alpha},
+        "backbone": {"name": backbone.name, "image_size": backbone.size, "alpha": backbone.alpha,
+                     "resize": backbone.resize},
         "weights": weights_id,
         # random weights depend on the seed
         "seed": params.seed if weights_id == "none" else None,
@@ -164,14 +165,15 @@ def extract_features(
     n_passes = n_total + (len(fit_rows) if params.flip_augment else 0)
     batch_size = rt.global_batch(resolve_batch_size(params.batch_size, on_gpu=rt.on_gpu))
     # Decode once (runtime.pixel_cache): fine-tuning and later runs read the same pixels back.
-    pixels = cached_pixels(rows["path"].tolist(), size, pixel_cache_folder(runtime, rt))
+    pixels = cached_pixels(rows["path"].tolist(), size, pixel_cache_folder(runtime, rt), backbone.resize)
     fit_mask = rows["split"].isin(("train", "val")).to_numpy()
     with progress_bar(total=n_passes, desc=f"Features ({backbone.name}, {size} px)", unit="img") as bar:
-        feats = run_extractor(extractor, rows["path"].tolist(), size, batch_size, bar, pixels=pixels)
+        feats = run_extractor(extractor, rows["path"].tolist(), size, batch_size, bar, pixels=pixels,
+                              resize=backbone.resize)
         if params.flip_augment:
             # Mirror images of the training and validation photos: extra training samples for the head.
             flipped = run_extractor(extractor, fit_rows["path"].tolist(), size, batch_size, bar, flip=True,
-                                    pixels=None if pixels is None else pixels[fit_mask])
+                                    pixels=None if pixels is None else pixels[fit_mask], resize=backbone.resize)
     for split in SPLITS:
         mask = (rows["split"] == split).to_numpy()
         out[f"{split}_features"] = feats[mask]
@@ -194,12 +196,14 @@ def extract_features(
         "images_per_s": round(n_passes / wall, 2) if wall > 0 else None,
         "backbone": backbone.name,
         "image_size": size,
+        "resize": backbone.resize,
     }
     log.info("Extracted %d x %d features in %.1f s (%.1f images/s).", n_passes, report["n_features"], wall,
              report["images_per_s"] or 0)
     out["cache_key"] = np.asarray([key])
     out["backbone"] = np.asarray([json.dumps({"name": backbone.name, "weights": backbone.weights,
                                               "image_size": size, "alpha": backbone.alpha,
+                                              "resize": backbone.resize,
                                               "weights_id": weights_id})])
     out["report"] = np.asarray([json.dumps(report)])
     if params.cache and is_chief():
@@ -222,7 +226,7 @@ def resolve_batch_size(batch_size: Any, *, on_gpu: bool = False) -> int:
 
 def run_extractor(
     extractor: Any, paths: list[str], size: int, batch_size: int, bar: Any = None, *, flip: bool = False,
-    pixels: np.ndarray | None = None,
+    pixels: np.ndarray | None = None, resize: str = "squash",
 ) -> np.ndarray:
     """Features of ``paths`` through ``extractor``: a tf.data pipeline (parallel decode and resize,
     or batches of ``pixels`` already decoded; batching, prefetch) feeding a compiled forward pass,
@@ -231,7 +235,7 @@ def run_extractor(
     if not paths:
         return np.zeros((0, n_out), np.float32)
     forward = _compiled_forward(extractor, size)
-    batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip, pixels=pixels)
+    batches = image_dataset(paths, image_size=size, batch_size=batch_size, flip=flip, pixels=pixels, resize=resize)
     rt = current()
     if rt is not None and rt.replicas > 1 and rt.workers == 1:  # split each batch over the local replicas
         outputs = predict_batches(extractor, batches, rt)
@@ -276,7 +280,7 @@ def feature_map_figure(manifest: pd.DataFrame, backbone: BackboneParams,
         path = (test if len(test) else rows)["path"].iloc[0]
     extractor = build_feature_extractor(cfg)
     layer = resolve_layer_names(extractor, params.feature_map_layer, "feature_extraction.feature_map_layer")[0]
-    image = load_rgb(path, cfg.size)
+    image = load_rgb(path, cfg.size, resize=cfg.resize)
     acts = layer_activations(extractor, [layer], image)[layer]
     if acts.ndim != 3:
         raise BackboneError(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transfer_lab.data.imaging import resize_of
 from transfer_lab.data.manifest import split_data
 from transfer_lab.data.pixels import cached_pixels, pixel_cache_folder
 from transfer_lab.data.tfdata import balanced_class_weights, eval_dataset, train_dataset
@@ -40,7 +41,7 @@ from transfer_lab.runtime.strategy import setup_runtime
 log = logging.getLogger(__name__)
 
 #: Scalar metrics of transfer_lab.reports.metrics.classification_report compared head-only vs fine-tuned.
-COMPARED = ("accuracy", "top3_accuracy", "macro_f1")
+COMPARED = ("accuracy", "mean_per_class_accuracy", "top3_accuracy", "macro_f1")
 
 
 def fine_tune(
@@ -93,7 +94,8 @@ def fine_tune(
                  selection["n_batchnorm_frozen"])
         trainer = training_model(model, cfg.augmentation, cfg.seed)
         compile_for_fine_tuning(trainer, cfg.learning_rate,
-                                cfg.jit_compile if cfg.jit_compile != "auto" else rt.jit_compile)
+                                cfg.jit_compile if cfg.jit_compile != "auto" else rt.jit_compile,
+                                backbone=backbone_of(model), backbone_lr_mult=cfg.backbone_lr_mult)
     batch = rt.global_batch(cfg.batch_size)  # fine_tuning.batch_size is per replica
 
     train_paths, train_y = data["train"]
@@ -102,11 +104,12 @@ def fine_tune(
     backup = str(worker_path(f"{cfg.backup_dir.rstrip('/')}/{key}", rt))  # non-chief workers: a private folder
     # Decoded once (runtime.pixel_cache; feature_extraction filled it at this size): no decoding per epoch.
     folder = pixel_cache_folder(runtime, rt)
-    train_px, val_px = cached_pixels(train_paths, size, folder), cached_pixels(val_paths, size, folder)
+    resize = resize_of(classifier_config)  # decoded as the features were (backbone.resize)
+    train_px, val_px = cached_pixels(train_paths, size, folder, resize), cached_pixels(val_paths, size, folder, resize)
     train_ds = rt.shard(train_dataset(train_paths, train_y, image_size=size, batch_size=batch, seed=cfg.seed,
-                                      cache=cfg.cache_images, pixels=train_px))
+                                      cache=cfg.cache_images, pixels=train_px, resize=resize))
     val_ds = rt.shard(eval_dataset(val_paths, val_y, image_size=size, batch_size=batch, cache=cfg.cache_images,
-                                   pixels=val_px))
+                                   pixels=val_px, resize=resize))
     steps = int(np.ceil(len(train_paths) / batch))
     log.info("Fine-tuning on %d train / %d val photos at %d px, up to %d epochs (backup %s).",
              len(train_paths), len(val_paths), size, cfg.epochs, backup)
@@ -132,6 +135,7 @@ def fine_tune(
         "final_learning_rate": float(history.get("learning_rate", [cfg.learning_rate])[-1]),
         "augmentation": cfg.augmentation.model_dump(),
         "image_size": size,
+        "resize": resize,
         "n_train": len(train_paths),
         "n_val": len(val_paths),
         "epochs_run": info["epochs_run"],
@@ -149,12 +153,14 @@ def fine_tune(
 
 def _head_report(head_metrics: dict[str, Any] | None, class_names: list[str], n_test: int) -> dict[str, Any] | None:
     """head_training's test report when it covers these test photos and classes, else None."""
-    m = head_metrics or {}
+    m = dict(head_metrics or {})
     per_class = m.get("per_class") or {}
-    if (m.get("n_test") != n_test or not all(k in m for k in COMPARED)
-            or not all(c in per_class and "recall" in per_class[c] for c in class_names)):
+    if m.get("n_test") != n_test or not all(c in per_class and "recall" in per_class[c] for c in class_names):
         return None
-    return m
+    if "mean_per_class_accuracy" not in m:  # a report written before the metric existed
+        recalls = [per_class[c]["recall"] for c in class_names if per_class[c].get("support", 1)]
+        m["mean_per_class_accuracy"] = float(np.mean(recalls)) if recalls else float("nan")
+    return m if all(k in m for k in COMPARED) else None
 
 
 def _scalars(report: dict[str, Any]) -> dict[str, float]:
@@ -183,18 +189,19 @@ def evaluate(
         raise FineTuneError("The manifest has no test photos: check data.split in parameters_data_ingestion.yml.")
     size = int(finetuned_classifier.input_shape[1])
     t0 = time.perf_counter()
-    pixels = cached_pixels(paths, size, pixel_cache_folder(runtime)) if runtime is not None else None
+    resize = str(summary.get("resize") or "squash")  # as fine_tune decoded (classifier_config.json)
+    pixels = cached_pixels(paths, size, pixel_cache_folder(runtime), resize) if runtime is not None else None
     # head_training's own test report (the head on the cached features of these photos) is the
     # head-only figure: the head's forward pass is not run twice
     head_report = _head_report(head_metrics, class_names, len(paths))
     if head_report is None:
         head_probs = (predict_array(head_classifier, pixels, batch_size=cfg.batch_size) if pixels is not None else
                       predict(head_classifier, paths, image_size=size, batch_size=cfg.batch_size,
-                              desc="Test (head only)"))
+                              desc="Test (head only)", resize=resize))
         head_report = classification_report(y, head_probs, class_names)
     ft_probs = (predict_array(finetuned_classifier, pixels, batch_size=cfg.batch_size) if pixels is not None else
                 predict(finetuned_classifier, paths, image_size=size, batch_size=cfg.batch_size,
-                        desc="Test (fine-tuned)"))
+                        desc="Test (fine-tuned)", resize=resize))
     ft_report = classification_report(y, ft_probs, class_names)
     metrics = {**ft_report, "fine_tuning": dict(summary)}
 

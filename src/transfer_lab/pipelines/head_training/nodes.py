@@ -264,6 +264,8 @@ def assemble_classifier(
     config = {
         "backbone": {"name": cfg.name, "weights": _weights_text(cfg.weights), "image_size": cfg.size, "alpha": cfg.alpha},
         "image_size": cfg.size,
+        # how photos become the input (backbone.resize): every pipeline and the served model decode this way
+        "resize": cfg.resize,
         "class_names": class_names,
         "class_species": dict(zip(class_names, species)),
         "features_cache_key": str(np.asarray(features.get("cache_key", [""])).reshape(-1)[0]),

@@ -62,14 +62,14 @@ def label_photos(inputs: pd.DataFrame, stats: dict[str, np.ndarray], config: dic
                  params: InferenceParams, data: DataParams, finetuned: Any, head: Any) -> pd.DataFrame:
     """predictions.csv: source, label, probability, unfamiliar (+ its score), top-k classes and
     probabilities, one probability column per class, and the reason when an image was refused."""
-    from transfer_lab.data.imaging import ImageRejected
+    from transfer_lab.data.imaging import ImageRejected, resize_of
     from transfer_lab.serving.predictor import Predictor, pool_model
 
     classifier = pick_classifier(params.model, PARAM, finetuned=finetuned, head=head)
     feature_model = pool_model(head()) if params.model == "finetuned" else None
     predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
                           max_pixels=params.max_pixels or data.max_pixels, top_k=params.top_k,
-                          batch_size=params.batch_size)
+                          batch_size=params.batch_size, resize=resize_of(config))
     errors = list(inputs["error"])
     arrays, ok = [], []
     for i, blob in enumerate(inputs["data"]):

@@ -53,7 +53,7 @@ def _test_accuracy(predictor: Any, features: dict[str, np.ndarray], pixel_cache:
         try:
             from transfer_lab.models.predict import predict_array
 
-            pixels = cached_pixels([str(p) for p in paths], int(predictor.size), pixel_cache)
+            pixels = cached_pixels([str(p) for p in paths], int(predictor.size), pixel_cache, predictor.resize)
         except (ImageRejected, OSError, ValueError) as exc:
             log.info("Test photos not all in the pixel cache (%s): decoding them.", exc)
         else:
@@ -77,6 +77,7 @@ def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head
                       finetuned: Any, head: Any, runtime: Any = None) -> dict[str, Any]:
     """Log decoder + ``inference.model`` classifier + unfamiliar statistics as one pyfunc model to
     the run and register it (``inference.log_model``), champion = best test accuracy."""
+    from transfer_lab.data.imaging import resize_of
     from transfer_lab.serving import pyfunc
     from transfer_lab.serving.predictor import Predictor, pool_model
 
@@ -86,12 +87,12 @@ def log_serving_model(stats: dict[str, np.ndarray], config: dict[str, Any], head
     metrics = {k: v for k, v in head_metrics.items() if k in ("accuracy", "top3_accuracy", "n_test")}
     if params.model == "finetuned":
         predictor = Predictor(classifier, stats, config["class_names"], feature_model=feature_model,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, resize=resize_of(config))
         from transfer_lab.data.pixels import pixel_cache_folder
 
         cache = pixel_cache_folder(runtime) if runtime is not None else None
         metrics = {"accuracy": _test_accuracy(predictor, features, cache, classifier)}
-    serve_config = {**config, "model": params.model, "max_pixels": max_pixels, "top_k": params.top_k,
+    serve_config = {**config, "resize": resize_of(config), "model": params.model, "max_pixels": max_pixels, "top_k": params.top_k,
                     "unfamiliar": unfamiliar.summary(stats)}
     info: dict[str, Any] = {"model": params.model, "test_accuracy": metrics.get("accuracy"), "logged": False}
     if not params.log_model or not tracking.active():

@@ -123,7 +123,7 @@ def draw_feature_maps(
     fm = visualization.feature_maps
     model = _model(visualization, backbone, finetuned, head)
     h, w = model.input_shape[1], model.input_shape[2]
-    image = load_rgb(layers["image"], size=(w, h) if h and w else None)
+    image = load_rgb(layers["image"], size=(h, w) if h and w else None, resize=backbone.resize)
     acts = layer_activations(model, layers["layers"], image)
     out = {}
     for name, act in acts.items():
@@ -198,7 +198,7 @@ def _pool_rows(manifest: Any, pool: int, seed: int) -> list[str]:
 
 
 def natural_examples(model: Any, targets: list[dict[str, Any]], paths: list[str], top: int, runtime: Any = None,
-                     batch_size: int = 32) -> dict[str, list[dict[str, Any]]]:
+                     batch_size: int = 32, resize: str = "squash") -> dict[str, list[dict[str, Any]]]:
     """Per class, the ``top`` photos of ``paths`` that ``model`` scores highest for it (a group:
     summed probability), best first: ``{class: [{path, probability, image}]}``. The photos are read
     through the pixel cache (``runtime.pixel_cache``) when it is on, else decoded once here."""
@@ -209,9 +209,9 @@ def natural_examples(model: Any, targets: list[dict[str, Any]], paths: list[str]
     if not paths or top <= 0:
         return {}
     h, w = int(model.input_shape[1]), int(model.input_shape[2])
-    pixels = cached_pixels(paths, (h, w), pixel_cache_folder(runtime)) if runtime is not None else None
+    pixels = cached_pixels(paths, (h, w), pixel_cache_folder(runtime), resize) if runtime is not None else None
     if pixels is None:
-        pixels = np.stack([load_rgb(p, size=(h, w)) for p in paths])
+        pixels = np.stack([load_rgb(p, size=(h, w), resize=resize) for p in paths])
     probs = np.concatenate([as_probabilities(np.asarray(model(np.asarray(pixels[i:i + batch_size], np.float32),
                                                                     training=False)))
                             for i in range(0, len(paths), batch_size)])
@@ -259,7 +259,7 @@ def generate_ideal_images(
     second, second_names = choice.second_model(p.second_model, size, backbone) if p.second_model else (None, [])
     label = choice.model_label(p.model, backbone, p.image_size)
     naturals = natural_examples(model, targets, _pool_rows(manifest, p.natural_pool, config.seed), p.natural_top,
-                                runtime)
+                                runtime, resize=backbone.resize)
     images: dict[str, np.ndarray] = {}
     config_dict = asdict(config) | {"regularizers": dict(config.regularizers), "scale": list(config.scale)}
     if features is not None:
