@@ -132,10 +132,10 @@ def main() -> None:
     print(f"dataset {args.dataset} ({labels}), {args.size} px, test n={comp['n_test']}, train n={s['n_train']}")
     print(f"fine-tuning: unfreeze={s['unfreeze']} ({s['unfrozen_layers']} layers from {s['first_unfrozen_layer']}), "
           f"lr {s['learning_rate']:g}->{s['final_learning_rate']:g}, epochs run {s['epochs_run']} (best {s['best_epoch']})")
-    print(f"{'metric':<15}{'head only':>11}{'fine-tuned':>12}{'ratio':>8}")
-    for k in ("accuracy", "top3_accuracy", "macro_f1"):
+    print(f"{'metric':<25}{'head only':>11}{'fine-tuned':>12}{'ratio':>8}")
+    for k in ("accuracy", "mean_per_class_accuracy", "top3_accuracy", "macro_f1"):
         if k in head and k in tuned:
-            print(f"{k:<15}{head[k]:>11.4f}{tuned[k]:>12.4f}{tuned[k] / head[k] if head[k] else float('nan'):>8.3f}")
+            print(f"{k:<25}{head[k]:>11.4f}{tuned[k]:>12.4f}{tuned[k] / head[k] if head[k] else float('nan'):>8.3f}")
     err_h, err_f = 1 - head["accuracy"], 1 - tuned["accuracy"]
     print(f"test errors: head only {round(err_h * comp['n_test'])}, fine-tuned {round(err_f * comp['n_test'])}")
     print(f"speed: {s['train_seconds_per_epoch']:.1f} s per training epoch over {s['n_train']} photos "

@@ -158,7 +158,7 @@ def test_oxford_from_shared(shared_dir, kedro_project, labels):
     root = shared_dir / "data" / "oxford-iiit-pet"
     per_breed = _oxford_truth(root / "images")
     n_photos = sum(per_breed.values())
-    assert len(per_breed) == 37 and n_photos > 3000  # the folder as ../shared/GUIDE.md describes it (3,237)
+    assert len(per_breed) == 37 and n_photos == 3237  # the folder as ../shared/GUIDE.md describes it
 
     kedro_project.run("data_ingestion", {"data.source": str(root), "data.labels": labels})
     m = pd.read_csv(kedro_project.out("data/03_primary/manifest.csv"), keep_default_na=False)

@@ -125,7 +125,7 @@ def build_report(
 
     out += ["## 3. Head on frozen features, and 4. fine-tuning", ""]
     rows = []
-    for key in ("accuracy", "top3_accuracy", "macro_f1", "n_test"):
+    for key in ("accuracy", "mean_per_class_accuracy", "top3_accuracy", "macro_f1", "n_test"):
         h, f = _get(head_metrics, key), _get(finetune_metrics, key)
         if h is not None or f is not None:
             rows.append(f"| {key} | {_fmt(h)} | {_fmt(f)} |")
