@@ -305,10 +305,17 @@ class Explainer:
 
     def predict(self, images: Any, batch_size: int = 16) -> np.ndarray:
         """Class probabilities (N, classes) of ``images``."""
+        return self._outputs(images, 2, batch_size)
+
+    def logits(self, images: Any, batch_size: int = 16) -> np.ndarray:
+        """Pre-softmax scores (N, classes) of ``images`` (the outputs when the model has no logits layer)."""
+        return self._outputs(images, 1, batch_size)
+
+    def _outputs(self, images: Any, which: int, batch_size: int) -> np.ndarray:
         from keras import ops
 
         x = fit_images(images, self.size)
-        return np.concatenate([ops.convert_to_numpy(self.net(x[i:i + batch_size], training=False)[2])
+        return np.concatenate([ops.convert_to_numpy(self.net(x[i:i + batch_size], training=False)[which])
                                for i in range(0, len(x), batch_size)])
 
     def gradcam(self, images: Any, classes: Any = None, batch_size: int = 16) -> "Explanation":
@@ -515,19 +522,21 @@ def blur(images: Any, radius: float | None = None) -> np.ndarray:
 def deletion_test(model: Any, images: Any, maps: Any, *, classes: Any = None, fraction: float = 0.2,
                   seed: int = 0, blur_radius: float | None = None, batch_size: int = 16) -> dict[str, np.ndarray]:
     """Replace the ``fraction`` most salient pixels of each photo by a blurred copy of it, and as many
-    random pixels: how much does the class's probability drop each way?
+    random pixels: how much does the class's log-odds (its logit minus the log-sum-exp of the other
+    logits, log p / (1 - p)) drop each way? Log-odds, not the probability: a confident model's
+    probabilities sit at 1.0 in float32 whatever is deleted, its log-odds still move.
 
-    Returns per photo ``probability`` (untouched), ``salient_drop``, ``random_drop`` and ``beats``
-    (salient deletion lowers the probability more than random deletion).
+    Returns per photo ``probability`` (untouched), ``salient_drop``, ``random_drop`` (in log-odds)
+    and ``beats`` (salient deletion lowers the class's log-odds more than random deletion).
     """
     ex = explainer(model)
     x = fit_images(images, ex.size)
     m = np.asarray(maps, dtype=np.float32).reshape(len(x), -1)
     if m.shape[1] != ex.size[0] * ex.size[1]:
         raise ExplainError(f"maps of shape {np.shape(maps)} do not fit the model's input {ex.size}")
-    probs = ex.predict(x, batch_size)
+    z0 = ex.logits(x, batch_size)
     chosen = _classes(classes, len(x))
-    chosen = np.where(chosen < 0, probs.argmax(-1), chosen)
+    chosen = np.where(chosen < 0, z0.argmax(-1), chosen)
     k = max(1, int(round(fraction * m.shape[1])))
     rng = np.random.default_rng(seed)
     salient = np.zeros_like(m, dtype=bool)
@@ -537,12 +546,26 @@ def deletion_test(model: Any, images: Any, maps: Any, *, classes: Any = None, fr
         random[i, rng.choice(m.shape[1], k, replace=False)] = True
     soft = blur(x, blur_radius)
     shape = (len(x), *ex.size, 1)
-    p_sal = ex.predict(np.where(salient.reshape(shape), soft, x), batch_size)
-    p_rnd = ex.predict(np.where(random.reshape(shape), soft, x), batch_size)
-    rows = np.arange(len(x))
-    p0 = probs[rows, chosen]
-    sal_drop, rnd_drop = p0 - p_sal[rows, chosen], p0 - p_rnd[rows, chosen]
+    z_sal = ex.logits(np.where(salient.reshape(shape), soft, x), batch_size)
+    z_rnd = ex.logits(np.where(random.reshape(shape), soft, x), batch_size)
+    o0, o_sal, o_rnd = (log_odds(z, chosen) for z in (z0, z_sal, z_rnd))
+    sal_drop, rnd_drop = o0 - o_sal, o0 - o_rnd
+    p0 = 1.0 / (1.0 + np.exp(-o0))
     return {"probability": p0, "salient_drop": sal_drop, "random_drop": rnd_drop, "beats": sal_drop > rnd_drop}
+
+
+def log_odds(logits: Any, classes: Any) -> np.ndarray:
+    """log p_c / (1 - p_c) of each row's class c, from the logits (no rounding of p to 1.0). Rows that
+    are already probabilities (a model without a ``logits`` layer) are taken as such (their log)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.min() >= 0 and np.allclose(z.sum(axis=1), 1.0, atol=1e-4):
+        z = np.log(np.clip(z, 1e-12, None))
+    rows = np.arange(len(z))
+    others = z.copy()
+    others[rows, classes] = -np.inf
+    top = others.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(others - top).sum(axis=1))
+    return z[rows, classes] - lse
 
 
 def _block_pattern(backbone: Any) -> re.Pattern | None:
@@ -644,6 +667,7 @@ def faithfulness_summary(deletion: dict[str, np.ndarray], sanity: dict[str, Any]
             "beats_random_share": float(np.mean(deletion["beats"])) if len(deletion["beats"]) else float("nan"),
             "salient_drop_mean": float(np.mean(deletion["salient_drop"])),
             "random_drop_mean": float(np.mean(deletion["random_drop"])),
+            "unit": "log-odds of the explained class",
         },
     }
     if sanity is not None:

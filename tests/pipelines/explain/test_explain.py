@@ -196,3 +196,29 @@ def test_command_line_values_are_taken(tmp_path):
     assert (p.source, p.target, p.max_images, p.steps, p.method, p.faithfulness) == (
         str(tmp_path.resolve()), 3, None, 8, "integrated_gradients", False)
     assert ExplainParams.model_validate({"target": "cat"}).target == "cat"
+
+
+def test_deletion_is_measured_in_log_odds_so_a_saturated_model_still_tells_salient_from_random():
+    sure = redness_model()
+    dense = sure.get_layer("logits")
+    w, b = dense.get_weights()
+    dense.set_weights([w * 50.0, b])  # logits in the hundreds: float32 probabilities are exactly 0 or 1
+    images, corners = grey_with_red_patch(n=6, patch=4, seed=5, noise=0.0)
+    assert (np.asarray(sure(images))[:, 1] == 1.0).all()
+    good = np.zeros((6, SIZE, SIZE), np.float32)
+    for i, (r, c) in enumerate(corners):
+        good[i, r:r + 4, c:c + 4] = 1.0
+    res = ex.deletion_test(sure, images, good, classes=1, blur_radius=3, seed=0)
+    assert res["beats"].all() and (res["salient_drop"] > 1.0).all()
+
+
+def test_log_odds_from_logits_and_from_probabilities_agree():
+    z = np.array([[2.0, 0.0, 1.0], [0.0, 5.0, -1.0], [300.0, 0.0, -4.0]])
+    c = np.array([0, 1, 0])
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = np.log(p[:2][np.arange(2), c[:2]] / (1 - p[:2][np.arange(2), c[:2]]))
+    got = ex.log_odds(z, c)
+    np.testing.assert_allclose(got[:2], want, rtol=1e-9)
+    assert got[2] == pytest.approx(300.0 - np.log(1 + np.exp(-4.0)))  # no rounding of p to 1
+    np.testing.assert_allclose(ex.log_odds(p[:2], c[:2]), want, rtol=1e-6)
