@@ -116,6 +116,8 @@ class FeatureMapParams(KeyedParams):
                                    "number, 0 (none) or more", 2, ge=0)
     channel_steps: int | None = param(None, "Adam steps per channel image: a whole number, 1 or more; null = "
                                             "visualization.steps / 3", 48, ge=1)
+    channel_batch: int = param(1, "Transformed copies of each channel image per step: a whole number, 1 or more "
+                                  "(visualization.batch is the class images' count)", 2, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -167,7 +169,7 @@ class VisualizationParams(KeyedParams):
     transforms: TransformParams = TransformParams()
     octaves: int = param(1, "A whole number, 1 or more (and at most steps)", 2, ge=1)
     octave_scale: float = param(1.4, "The size ratio between octaves: 1 or more", 1.4, ge=1.0, allow_inf_nan=False)
-    batch: int = param(3, "Transformed copies per step: a whole number, 1 or more", 2, ge=1)
+    batch: int = param(2, "Transformed copies per step: a whole number, 1 or more", 3, ge=1)
     objective: Literal["logit", "logit_minus_mean"] = param(
         "logit_minus_mean", "Use logit or logit_minus_mean (the class's logit minus the mean logit)", "logit")
     blur_every: int = param(4, "Blur the image every this many steps: a whole number, 0 (never) or more", 4, ge=0)

@@ -164,7 +164,7 @@ def channel_images(model: Any, layer: str, channels: Any, visualization: Visuali
     layer_model = keras.Model(sub.inputs, out)
     fm = visualization.feature_maps
     steps = fm.channel_steps or max(1, visualization.steps // 3)
-    config = replace(visualization.ideal_config(), steps=steps, octaves=1)
+    config = replace(visualization.ideal_config(), steps=steps, octaves=1, batch=fm.channel_batch)
     return ideal.generate_channels(layer_model, [int(c) for c in channels], config, description=f"channels of {layer}")
 
 
