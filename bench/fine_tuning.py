@@ -7,6 +7,7 @@ figures, their ratio, and the fine-tuning speed (with the machine's load, since 
     python bench/fine_tuning.py --dataset cats_dogs --size 224
     python bench/fine_tuning.py --dataset oxford --size 224
     python bench/fine_tuning.py --dataset cats_dogs --size 160 --epochs 1   # speed: one epoch at 160 px
+    python bench/fine_tuning.py --dataset both --seeds 1,2,3      # both data sets, mean and spread over seeds
 
 ``--workdir`` keeps the project copy; ``--skip-head`` re-runs fine_tuning only on an existing one
 (the head-only classifier is reused: fine_tuning always starts from it).
@@ -64,7 +65,7 @@ def nest(flat: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=sorted(DATASETS), default="cats_dogs")
+    ap.add_argument("--dataset", choices=[*sorted(DATASETS), "both"], default="cats_dogs")
     ap.add_argument("--source", default=None, help="another photo folder (with --labels) instead of --dataset")
     ap.add_argument("--labels", default=None)
     ap.add_argument("--size", type=int, default=224)
@@ -72,7 +73,11 @@ def main() -> None:
     ap.add_argument("--unfreeze", default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--workdir", default=None, help="keep the project copy here (default: a temp folder, removed)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated fine_tuning seeds (e.g. 1,2,3): fine_tuning once per seed on the same head, "
+                         "then the mean and spread")
+    ap.add_argument("--workdir", default=None, help="keep the project copy here (default: a temp folder, removed); "
+                                                    "with --dataset both, one sub-folder per data set")
     ap.add_argument("--skip-head", action="store_true", help="reuse data, features and head of --workdir")
     ap.add_argument("--set", action="append", default=[], help="extra fine_tuning params, e.g. --set monitor=val_accuracy")
     ap.add_argument("--param", action="append", default=[],
@@ -81,13 +86,27 @@ def main() -> None:
 
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    source, labels = DATASETS[args.dataset]
+    names = sorted(DATASETS) if args.dataset == "both" else [args.dataset]
+    reports = []
+    for name in names:
+        workdir = args.workdir
+        if workdir and len(names) > 1:
+            workdir = str(Path(workdir) / name)
+        reports.append(bench_one(args, name, workdir))
+    print()
+    print("\n\n".join(reports))
+
+
+def bench_one(args: argparse.Namespace, dataset: str, workdir: str | None) -> str:
+    import numpy as np
+
+    source, labels = DATASETS[dataset]
     if args.source:
         source, labels = Path(args.source).resolve(), args.labels or labels
     weights = SHARED / "weights" / "mobilenet_v2_1.0_imagenet_no_top.weights.h5"
     tmp = None
-    if args.workdir:
-        project = Path(args.workdir).resolve()
+    if workdir:
+        project = Path(workdir).resolve()
     else:
         tmp = Path(tempfile.mkdtemp(prefix="bench_fine_tuning_"))
         project = tmp / "project"
@@ -97,7 +116,7 @@ def main() -> None:
     (project / "conf" / "local").mkdir(exist_ok=True)
     shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
     (project / "src").mkdir(exist_ok=True)  # the package itself is installed (editable)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
 
     params = {
         "data.source": str(source), "data.labels": labels,
@@ -115,38 +134,55 @@ def main() -> None:
         except json.JSONDecodeError:
             pass
         params[k] = v
-    params = nest(params)
 
     load_before = os.getloadavg()
     t_head = 0.0
     if not args.skip_head:
-        t_head = run(project, ["data_ingestion", "feature_extraction", "head_training"], params)
-    t_ft = run(project, ["fine_tuning"], params)
+        t_head = run(project, ["data_ingestion", "feature_extraction", "head_training"], nest(params))
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
+    runs, t_ft = [], []
+    for seed in seeds:
+        if seed is not None:
+            params["fine_tuning.seed"] = seed
+        t_ft.append(run(project, ["fine_tuning"], nest(params)))
+        runs.append((json.loads((project / "data/08_reporting/finetune_comparison.json").read_text()),
+                     json.loads((project / "data/08_reporting/finetune_metrics.json").read_text())))
     load_after = os.getloadavg()
 
-    comp = json.loads((project / "data/08_reporting/finetune_comparison.json").read_text())
-    metrics = json.loads((project / "data/08_reporting/finetune_metrics.json").read_text())
+    comp, metrics = runs[-1]
     s = metrics["fine_tuning"]
-    head, tuned = comp["head_only"], comp["fine_tuned"]
-    print()
-    print(f"dataset {args.dataset} ({labels}), {args.size} px, test n={comp['n_test']}, train n={s['n_train']}")
-    print(f"fine-tuning: unfreeze={s['unfreeze']} ({s['unfrozen_layers']} layers from {s['first_unfrozen_layer']}), "
-          f"lr {s['learning_rate']:g}->{s['final_learning_rate']:g}, epochs run {s['epochs_run']} (best {s['best_epoch']})")
-    print(f"{'metric':<25}{'head only':>11}{'fine-tuned':>12}{'ratio':>8}")
+    head = comp["head_only"]
+    out = [f"dataset {dataset} ({labels}), {args.size} px, test n={comp['n_test']}, train n={s['n_train']}",
+           f"fine-tuning: unfreeze={s['unfreeze']} ({s['unfrozen_layers']} layers from {s['first_unfrozen_layer']}), "
+           f"lr {s['learning_rate']:g}->{s['final_learning_rate']:g}, epochs run "
+           f"{[m['fine_tuning']['epochs_run'] for _, m in runs]} (best {[m['fine_tuning']['best_epoch'] for _, m in runs]})"
+           + (f", seeds {seeds}" if seeds != [None] else "")]
+    spread = len(runs) > 1
+    out.append(f"{'metric':<25}{'head only':>11}{'fine-tuned':>12}{'+- sd' if spread else '':>8}{'ratio':>8}")
     for k in ("accuracy", "mean_per_class_accuracy", "top3_accuracy", "macro_f1"):
-        if k in head and k in tuned:
-            print(f"{k:<25}{head[k]:>11.4f}{tuned[k]:>12.4f}{tuned[k] / head[k] if head[k] else float('nan'):>8.3f}")
-    err_h, err_f = 1 - head["accuracy"], 1 - tuned["accuracy"]
-    print(f"test errors: head only {round(err_h * comp['n_test'])}, fine-tuned {round(err_f * comp['n_test'])}")
-    print(f"speed: {s['train_seconds_per_epoch']:.1f} s per training epoch over {s['n_train']} photos "
-          f"({s['train_images_per_second']:.1f} img/s -> {1000 / s['train_images_per_second']:.0f} s per 1,000 photos); "
-          f"per-epoch train seconds {[round(x, 1) for x in s.get('train_seconds', [])] or 'n/a'}")
-    print(f"wall: head pipelines {t_head:.0f} s, fine_tuning pipeline {t_ft:.0f} s; "
-          f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} cores")
+        vals = [c["fine_tuned"][k] for c, _ in runs if k in c["fine_tuned"]]
+        if k in head and vals:
+            mean = float(np.mean(vals))
+            sd = f"{float(np.std(vals, ddof=1)):.4f}" if spread else ""
+            out.append(f"{k:<25}{head[k]:>11.4f}{mean:>12.4f}{sd:>8}"
+                       f"{mean / head[k] if head[k] else float('nan'):>8.3f}")
+    err_h = 1 - head["accuracy"]
+    errs = [round((1 - c["fine_tuned"]["accuracy"]) * comp["n_test"]) for c, _ in runs]
+    out.append(f"test errors: head only {round(err_h * comp['n_test'])}, fine-tuned {errs}")
+    hist = json.loads((project / "data/08_reporting/finetune_history.json").read_text())
+    if "val_accuracy" in hist:
+        out.append(f"validation (last run, per epoch): val_accuracy {[round(v, 4) for v in hist['val_accuracy']]}, "
+                   f"val_loss {[round(v, 4) for v in hist.get('val_loss', [])]}")
+    out.append(f"speed: {s['train_seconds_per_epoch']:.1f} s per training epoch over {s['n_train']} photos "
+               f"({s['train_images_per_second']:.1f} img/s -> {1000 / s['train_images_per_second']:.0f} s per 1,000 "
+               f"photos); per-epoch train seconds {[round(x, 1) for x in s.get('train_seconds', [])] or 'n/a'}")
+    out.append(f"wall: head pipelines {t_head:.0f} s, fine_tuning pipeline {[round(t) for t in t_ft]} s; "
+               f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} cores")
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
-        print(f"project kept in {project}")
+        out.append(f"project kept in {project}")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

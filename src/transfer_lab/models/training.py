@@ -73,10 +73,30 @@ def layerwise_adam(learning_rate: float, multipliers: Mapping[str, float]) -> An
     return LayerwiseAdam(learning_rate=learning_rate)
 
 
+def smoothed_sparse_crossentropy(label_smoothing: float) -> Any:
+    """Cross-entropy of integer labels against probabilities, the target smoothed: (1 - e) on the
+    label and e spread evenly over every class (Keras's ``label_smoothing``, for sparse labels)."""
+    import keras
+    from keras import ops
+
+    e = float(label_smoothing)
+    if e == 0.0:
+        return "sparse_categorical_crossentropy"
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        hard = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+        return (1.0 - e) * hard + e * uniform
+
+    loss.__name__ = f"smoothed_sparse_crossentropy_{e:g}"
+    return loss
+
+
 def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any = "auto",
-                            backbone: Any = None, backbone_lr_mult: float = 1.0) -> None:
+                            backbone: Any = None, backbone_lr_mult: float = 1.0, label_smoothing: float = 0.0) -> None:
     """Recompile (after changing ``trainable``, Keras needs it) with Adam at a low learning rate;
-    the ``backbone``'s variables at ``backbone_lr_mult`` times it (:func:`layerwise_adam`)."""
+    the ``backbone``'s variables at ``backbone_lr_mult`` times it (:func:`layerwise_adam`); the
+    loss with ``label_smoothing`` (:func:`smoothed_sparse_crossentropy`)."""
     import keras
 
     if backbone is not None and backbone_lr_mult != 1.0:
@@ -85,7 +105,7 @@ def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any =
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=smoothed_sparse_crossentropy(label_smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,
     )

@@ -131,6 +131,8 @@ class FineTuningParams(KeyedParams):
     backbone_lr_mult: float = param(
         1.0, "The backbone's learning rate as a fraction of fine_tuning.learning_rate (the head's): above 0, "
              "1 = one rate for all (fastai's discriminative rates: e.g. 0.1)", 0.1, gt=0.0, allow_inf_nan=False)
+    label_smoothing: float = param(0.0, "Label smoothing: 0 (none) to below 1", 0.1, ge=0.0, lt=1.0,
+                                   allow_inf_nan=False)
     epochs: int = param(4, "The most epochs: a whole number, 1 or more", 5, ge=1)
     batch_size: int = param(32, "Photos per step and replica: a whole number, 1 or more", 16, ge=1)
     class_weight: TrueFalse = param(True, "Weigh classes by 1/frequency: true or false", False)

@@ -262,3 +262,21 @@ def test_layerwise_adam_scales_the_named_variables_step():
     for path, step in moved["plain"].items():
         expected = step * (0.1 if "/low/" in f"/{path}" else 1.0)
         assert moved["tenth"][path] == pytest.approx(expected, rel=1e-3), path
+
+
+def test_label_smoothing_spreads_the_target_over_every_class():
+    from transfer_lab.models.training import smoothed_sparse_crossentropy
+
+    assert smoothed_sparse_crossentropy(0.0) == "sparse_categorical_crossentropy"
+    loss = smoothed_sparse_crossentropy(0.1)
+    probs = np.array([[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]], np.float32)
+    labels = np.array([0, 2])
+    target = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]  # Keras's smoothed one-hot target
+    want = -(target * np.log(probs)).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(loss(labels, probs)), want, rtol=1e-5)
+
+
+def test_label_smoothing_is_a_fine_tuning_parameter():
+    assert FineTuningParams.model_validate({"label_smoothing": 0.1}).label_smoothing == 0.1
+    with pytest.raises(ValidationError, match="label_smoothing"):
+        FineTuningParams.model_validate({"label_smoothing": 1.0})

@@ -95,7 +95,8 @@ def fine_tune(
         trainer = training_model(model, cfg.augmentation, cfg.seed)
         compile_for_fine_tuning(trainer, cfg.learning_rate,
                                 cfg.jit_compile if cfg.jit_compile != "auto" else rt.jit_compile,
-                                backbone=backbone_of(model), backbone_lr_mult=cfg.backbone_lr_mult)
+                                backbone=backbone_of(model), backbone_lr_mult=cfg.backbone_lr_mult,
+                                label_smoothing=cfg.label_smoothing)
     batch = rt.global_batch(cfg.batch_size)  # fine_tuning.batch_size is per replica
 
     train_paths, train_y = data["train"]
