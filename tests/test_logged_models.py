@@ -40,7 +40,9 @@ def test_a_logged_model_carries_them_and_nothing_is_inferred(tmp_path, monkeypat
     try:
         inp = keras.Input((8, 8, 3))
         model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp)))
-        with mlflow.start_run():
+        # its own experiment in its own store (another test may have left a different one active)
+        experiment = mlflow.create_experiment("logged-models")
+        with mlflow.start_run(experiment_id=experiment):
             log_keras_model(model, "tiny")
             model_id = mlflow.last_logged_model().model_id
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(tmp_path / "dl")))

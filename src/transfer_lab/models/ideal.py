@@ -61,29 +61,31 @@ class IdealError(ValueError):
 # Measures and regularisers (on float tensors of 0-255 images, shape (N, H, W, C))
 # ---------------------------------------------------------------------------------------------
 
+def _batch(images: Any) -> Any:
+    from keras import ops
+
+    x = ops.convert_to_tensor(images, dtype="float32")
+    return x[None] if len(x.shape) == 3 else x
+
+
 def total_variation(images: Any) -> Any:
     """Mean total variation per pixel of each image, in 0-255 units: the mean absolute difference
     to the pixel below plus the mean absolute difference to the pixel on the right (over all
     channels). A constant image gives 0; a 0/255 checkerboard gives 510. Shape (N,)."""
-    import tensorflow as tf
+    from keras import ops
 
-    x = tf.convert_to_tensor(images, dtype=tf.float32)
-    if x.shape.rank == 3:
-        x = x[None]
-    dy = tf.reduce_mean(tf.abs(x[:, 1:, :, :] - x[:, :-1, :, :]), axis=[1, 2, 3])
-    dx = tf.reduce_mean(tf.abs(x[:, :, 1:, :] - x[:, :, :-1, :]), axis=[1, 2, 3])
+    x = _batch(images)
+    dy = ops.mean(ops.abs(x[:, 1:, :, :] - x[:, :-1, :, :]), axis=(1, 2, 3))
+    dx = ops.mean(ops.abs(x[:, :, 1:, :] - x[:, :, :-1, :]), axis=(1, 2, 3))
     return dy + dx
 
 
 def l2(images: Any) -> Any:
     """Mean squared distance of each image from mid-grey, in units of the full range (0..0.25).
     Shape (N,)."""
-    import tensorflow as tf
+    from keras import ops
 
-    x = tf.convert_to_tensor(images, dtype=tf.float32)
-    if x.shape.rank == 3:
-        x = x[None]
-    return tf.reduce_mean(tf.square(x / 255.0 - 0.5), axis=[1, 2, 3])
+    return ops.mean(ops.square(_batch(images) / 255.0 - 0.5), axis=(1, 2, 3))
 
 
 def tv_per_pixel(image: np.ndarray) -> float:
@@ -101,106 +103,120 @@ REGULARIZERS: dict[str, Callable[[Any], Any]] = {"total_variation": total_variat
 # Transformations (random, differentiable; same output size as input)
 # ---------------------------------------------------------------------------------------------
 
-Transform = Callable[[Any, Any], Any]  # (images, tf.random.Generator) -> images; a new draw per image
+@dataclass(frozen=True)
+class Transform:
+    """A random, differentiable change of a batch of images, a new draw per image. ``draw(n, rng)``
+    gives the per-image parameters in NumPy (outside any compiled function, so every backend sees
+    the same draws); ``apply(x, params)`` is written in ``keras.ops``. ``t(x, rng)`` does both."""
+
+    name: str
+    draw: Callable[[int, np.random.Generator], np.ndarray]
+    apply: Callable[[Any, Any], Any]
+
+    def __call__(self, x: Any, rng: np.random.Generator) -> Any:
+        from keras import ops
+
+        x = ops.convert_to_tensor(x, dtype="float32")
+        return self.apply(x, self.draw(int(x.shape[0]), rng))
 
 
 def _project(x: Any, matrix: Any) -> Any:
     """Resample each image of ``x`` at its own projective ``matrix`` (N, 8), bilinear, reflected."""
-    import tensorflow as tf
+    from keras import ops
 
-    h, w = int(x.shape[1]), int(x.shape[2])
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=tf.cast(matrix, tf.float32), output_shape=tf.constant([h, w], tf.int32),
-        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="REFLECT",
-    )
-    out.set_shape(x.shape)
-    return out
+    return ops.image.affine_transform(x, ops.cast(matrix, "float32"), interpolation="bilinear",
+                                      fill_mode="reflect", fill_value=0.0)
 
 
 def jitter(pixels: int) -> Transform:
     """Shift each image by its own random whole number of pixels in -pixels..pixels (edges
     reflected; a whole-pixel shift resamples nothing)."""
 
-    def apply(x: Any, rng: Any) -> Any:
-        import tensorflow as tf
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
+        if pixels <= 0:
+            return np.zeros((n, 2), np.float32)
+        return rng.integers(-pixels, pixels + 1, size=(n, 2)).astype(np.float32)
+
+    def apply(x: Any, shift: Any) -> Any:
+        from keras import ops
 
         if pixels <= 0:
             return x
-        n = tf.shape(x)[0]
-        shift = tf.cast(rng.uniform(tf.stack([n, 2]), -pixels, pixels + 1, dtype=tf.int32), tf.float32)
-        one, zero = tf.ones([n]), tf.zeros([n])
-        matrix = tf.stack([one, zero, shift[:, 0], zero, one, shift[:, 1], zero, zero], axis=1)
-        return _project(x, matrix)
+        shift = ops.convert_to_tensor(shift, "float32")
+        one, zero = ops.ones_like(shift[:, 0]), ops.zeros_like(shift[:, 0])
+        return _project(x, ops.stack([one, zero, shift[:, 0], zero, one, shift[:, 1], zero, zero], axis=1))
 
-    apply.__name__ = f"jitter({pixels})"
-    return apply
+    return Transform(f"jitter({pixels})", draw, apply)
 
 
 def _affine(x: Any, scale: Any, angle: Any) -> Any:
-    """Zoom by ``scale`` and rotate by ``angle`` (radians; scalars or one per image) about the
-    centre, bilinear, reflected."""
-    import tensorflow as tf
+    """Zoom by ``scale`` and rotate by ``angle`` (radians; one per image) about the centre,
+    bilinear, reflected."""
+    from keras import ops
 
     h, w = int(x.shape[1]), int(x.shape[2])
-    n = tf.shape(x)[0]
-    scale = tf.broadcast_to(tf.cast(scale, tf.float32), [n])
-    angle = tf.broadcast_to(tf.cast(angle, tf.float32), [n])
+    scale, angle = ops.convert_to_tensor(scale, "float32"), ops.convert_to_tensor(angle, "float32")
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     # output (x', y') samples input at inverse-transformed coordinates
-    c, s = tf.cos(angle) / scale, tf.sin(angle) / scale
+    c, s = ops.cos(angle) / scale, ops.sin(angle) / scale
     a0, a1 = c, -s
     b0, b1 = s, c
     a2 = cx - a0 * cx - a1 * cy
     b2 = cy - b0 * cx - b1 * cy
-    zero = tf.zeros_like(c)
-    return _project(x, tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1))
+    zero = ops.zeros_like(c)
+    return _project(x, ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1))
 
 
 def scale(low: float, high: float) -> Transform:
     """Zoom each image by its own random factor in [low, high] about the centre."""
 
-    def apply(x: Any, rng: Any) -> Any:
-        import tensorflow as tf
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(low, high, size=n).astype(np.float32)
+
+    def apply(x: Any, factor: Any) -> Any:
+        from keras import ops
 
         if low == high == 1.0:
             return x
-        return _affine(x, rng.uniform(tf.shape(x)[:1], low, high), 0.0)
+        factor = ops.convert_to_tensor(factor, "float32")
+        return _affine(x, factor, ops.zeros_like(factor))
 
-    apply.__name__ = f"scale({low}, {high})"
-    return apply
+    return Transform(f"scale({low}, {high})", draw, apply)
 
 
 def rotate(degrees: float) -> Transform:
     """Rotate each image by its own random angle in -degrees..degrees about the centre."""
 
-    def apply(x: Any, rng: Any) -> Any:
-        import tensorflow as tf
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
+        return (rng.uniform(-degrees, degrees, size=n) * (math.pi / 180.0)).astype(np.float32)
+
+    def apply(x: Any, angle: Any) -> Any:
+        from keras import ops
 
         if degrees <= 0:
             return x
-        angle = rng.uniform(tf.shape(x)[:1], -degrees, degrees) * (math.pi / 180.0)
-        return _affine(x, 1.0, angle)
+        angle = ops.convert_to_tensor(angle, "float32")
+        return _affine(x, ops.ones_like(angle), angle)
 
-    apply.__name__ = f"rotate({degrees})"
-    return apply
+    return Transform(f"rotate({degrees})", draw, apply)
 
 
 def gaussian_blur(images: Any, sigma: float) -> Any:
     """Each image blurred by a separable Gaussian of ``sigma`` pixels (edges reflected)."""
-    import tensorflow as tf
+    from keras import ops
 
-    x = tf.convert_to_tensor(images, tf.float32)
+    x = _batch(images)
     if sigma <= 0:
         return x
     radius = max(1, int(math.ceil(2.5 * sigma)))
     k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     k = (k / k.sum()).astype(np.float32)
     c = int(x.shape[-1])
-    pad = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    ky = tf.constant(np.tile(k[:, None, None, None], (1, 1, c, 1)))
-    kx = tf.constant(np.tile(k[None, :, None, None], (1, 1, c, 1)))
-    y = tf.nn.depthwise_conv2d(pad, ky, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(y, kx, [1, 1, 1, 1], "VALID")
+    pad = ops.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="reflect")
+    ky = ops.convert_to_tensor(np.tile(k[:, None, None, None], (1, 1, c, 1)))
+    kx = ops.convert_to_tensor(np.tile(k[None, :, None, None], (1, 1, c, 1)))
+    y = ops.depthwise_conv(pad, ky, strides=1, padding="valid")
+    return ops.depthwise_conv(y, kx, strides=1, padding="valid")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,14 +227,15 @@ def class_score(logits: Any, targets: Sequence[int], objective: str = "logit") -
     """Per-image score of the target class (a group: the log-sum-exp of its logits).
     ``logit``: the raw score; ``logit_minus_mean``: minus the mean logit of all classes, so that the
     image cannot win by raising every class at once (the softmax ignores a common shift). Shape (N,)."""
-    import tensorflow as tf
+    from keras import ops
 
-    picked = tf.gather(logits, tf.constant(list(targets), tf.int32), axis=1)
-    score = tf.reduce_logsumexp(picked, axis=1) if len(targets) > 1 else picked[:, 0]
-    if objective == "logit_minus_mean":
-        score = score - tf.reduce_mean(logits, axis=1)
-    elif objective != "logit":
+    if objective not in OBJECTIVES:
         raise IdealError(f"objective {objective!r} is not known: use {' or '.join(OBJECTIVES)}.")
+    logits = ops.convert_to_tensor(logits, "float32")
+    picked = ops.take(logits, np.asarray(list(targets), np.int32), axis=1)
+    score = ops.logsumexp(picked, axis=1) if len(targets) > 1 else picked[:, 0]
+    if objective == "logit_minus_mean":
+        score = score - ops.mean(logits, axis=1)
     return score
 
 
@@ -229,17 +246,18 @@ def gram_similarity(features: Any) -> Any:
     """Mean cosine similarity between the Gram matrices (channel x channel, over positions) of
     every pair of images in ``features`` (N, H, W, C): 1 when all images have the same texture
     statistics, near 0 when they share none. The diversity penalty of Lucid. 0 for N = 1."""
-    import tensorflow as tf
+    from keras import ops
 
-    f = tf.convert_to_tensor(features, tf.float32)
+    f = ops.convert_to_tensor(features, "float32")
     n = f.shape[0]
     if n is None or n < 2:
-        return tf.constant(0.0)
-    flat = tf.reshape(f, [n, -1, f.shape[-1]])
-    gram = tf.linalg.matmul(flat, flat, transpose_a=True) / tf.cast(tf.shape(flat)[1], tf.float32)
-    g = tf.math.l2_normalize(tf.reshape(gram, [n, -1]), axis=1)
-    sim = tf.linalg.matmul(g, g, transpose_b=True)
-    return (tf.reduce_sum(sim) - tf.linalg.trace(sim)) / float(n * (n - 1))
+        return ops.convert_to_tensor(0.0)
+    flat = ops.reshape(f, (n, -1, f.shape[-1]))
+    gram = ops.matmul(ops.transpose(flat, (0, 2, 1)), flat) / float(flat.shape[1])
+    g = ops.reshape(gram, (n, -1))
+    g = g / ops.maximum(ops.sqrt(ops.sum(ops.square(g), axis=1, keepdims=True)), 1e-12)
+    sim = ops.matmul(g, ops.transpose(g))
+    return (ops.sum(sim) - ops.trace(sim)) / float(n * (n - 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,18 +271,38 @@ def _freq_scale(h: int, w: int, decay: float = 1.0) -> np.ndarray:
     return (1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay).astype(np.float32)
 
 
+def _irfft2_bases(h: int, w: int) -> tuple[np.ndarray, ...]:
+    """Real matrices that compute NumPy's ``irfft2`` (axes H, W) of a (H, W // 2 + 1) spectrum
+    A + iB as ``(Ch A - Sh B) Cw - (Ch B + Sh A) Sw``: an inverse DFT along H, then the real
+    inverse along W (the DC and Nyquist columns counted once, the others twice: their conjugate
+    halves). Matrix products, so every Keras backend differentiates them the same way."""
+    k = np.arange(h)
+    ang = 2 * np.pi * np.outer(k, k) / h
+    ch, sh = np.cos(ang) / h, np.sin(ang) / h  # (H out, H freq)
+    wr = w // 2 + 1
+    weight = np.full(wr, 2.0)
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    ang = 2 * np.pi * np.outer(np.arange(wr), np.arange(w)) / w
+    cw, sw = weight[:, None] * np.cos(ang) / w, weight[:, None] * np.sin(ang) / w  # (W freq, W out)
+    return tuple(m.astype(np.float32) for m in (ch, sh, cw, sw))
+
+
 class Parameterization:
-    """Variables that map to one (1, H, W, 3) image in 0-255 through a sigmoid.
+    """Variables that map to n (n, H, W, 3) images in 0-255 through a sigmoid.
 
     ``fourier``: the variables are the real and imaginary parts of the image's spectrum, each
     frequency scaled by 1/f. ``decorrelate``: the three channels are mixed into RGB by the
     ImageNet colour-correlation square root. Both only change the *geometry* of the optimisation
-    (which directions are cheap), not which images can be reached.
+    (which directions are cheap), not which images can be reached. The mapping is in
+    ``keras.ops`` (:meth:`image_of` a value, for a compiled step); turning an image back into
+    variables (:meth:`assign_image`) is NumPy.
     """
 
     def __init__(self, size: tuple[int, int], *, fourier: bool = True, decorrelate: bool = True,
                  init_std: float = 0.01, seed: int = 0, n: int = 1):
-        import tensorflow as tf
+        import keras
 
         self.size = (int(size[0]), int(size[1]))
         self.fourier = bool(fourier)
@@ -273,51 +311,64 @@ class Parameterization:
         h, w = self.size
         rng = np.random.default_rng(seed)
         if self.fourier:
-            self._scale = tf.constant(_freq_scale(h, w))
+            self._scale = _freq_scale(h, w)
+            self._bases = _irfft2_bases(h, w)
             shape = (2, self.n, 3, h, w // 2 + 1)
         else:
             shape = (self.n, h, w, 3)
-        self.variable = tf.Variable(rng.normal(0.0, init_std, size=shape).astype(np.float32), name="ideal_image")
+        self.variable = keras.Variable(rng.normal(0.0, init_std, size=shape).astype(np.float32), name="ideal_image",
+                                       trainable=False)
 
     def image(self) -> Any:
         """The current images, float32 (n, H, W, 3) in 0-255."""
-        import tensorflow as tf
+        return self.image_of(self.variable.value)
+
+    def image_of(self, value: Any) -> Any:
+        """The images that the variables' ``value`` stands for (differentiable in ``value``)."""
+        from keras import ops
 
         h, w = self.size
         if self.fourier:
-            spectrum = tf.complex(self.variable[0], self.variable[1]) * tf.cast(self._scale, tf.complex64)
-            t = tf.signal.irfft2d(spectrum, fft_length=[h, w])  # (n, 3, H, W)
-            t = tf.transpose(t, (0, 2, 3, 1)) * (math.sqrt(h * w) / 4.0)
+            ch, sh, cw, sw = self._bases
+            re, im = value[0] * self._scale, value[1] * self._scale  # (n, 3, H, W//2+1)
+            t_re = ops.einsum("mk,nckl->ncml", ch, re) - ops.einsum("mk,nckl->ncml", sh, im)
+            t_im = ops.einsum("mk,nckl->ncml", ch, im) + ops.einsum("mk,nckl->ncml", sh, re)
+            t = ops.einsum("ncml,lj->ncmj", t_re, cw) - ops.einsum("ncml,lj->ncmj", t_im, sw)  # (n, 3, H, W)
+            t = ops.transpose(t, (0, 2, 3, 1)) * (math.sqrt(h * w) / 4.0)
         else:
-            t = self.variable
+            t = value
         if self.decorrelate:
-            t = tf.tensordot(t, tf.constant(_COLOUR.T), axes=1)
-        return tf.sigmoid(t) * 255.0
+            t = ops.tensordot(t, _COLOUR.T, axes=1)
+        return ops.sigmoid(t) * 255.0
 
     def assign_image(self, image: np.ndarray) -> None:
         """Set the variables so that :meth:`image` gives ``image`` (one (H, W, 3) image for all n,
         or n images; resized to this size)."""
-        import tensorflow as tf
+        self.variable.assign(self.value_of(image))
+
+    def value_of(self, image: Any) -> np.ndarray:
+        """The variables' value that gives ``image`` (NumPy)."""
+        from keras import ops
 
         h, w = self.size
-        x = tf.convert_to_tensor(np.asarray(image, np.float32))
-        if x.shape.rank == 3:
+        x = np.asarray(ops.convert_to_numpy(image) if not isinstance(image, np.ndarray) else image, np.float32)
+        if x.ndim == 3:
             x = x[None]
         if x.shape[0] != self.n:
-            x = tf.tile(x[:1], [self.n, 1, 1, 1])
+            x = np.repeat(x[:1], self.n, axis=0)
         if tuple(x.shape[1:3]) != (h, w):
-            x = tf.image.resize(x, (h, w), method="bicubic")
-        p = tf.clip_by_value(x / 255.0, _EPS, 1.0 - _EPS)
-        t = tf.math.log(p) - tf.math.log1p(-p)
+            x = np.asarray(ops.convert_to_numpy(ops.image.resize(x, (h, w), interpolation="bicubic")), np.float32)
+        p = np.clip(x.astype(np.float64) / 255.0, _EPS, 1.0 - _EPS)
+        t = np.log(p) - np.log1p(-p)
         if self.decorrelate:
-            t = tf.tensordot(t, tf.constant(np.linalg.inv(_COLOUR.T).astype(np.float32)), axes=1)
+            t = np.tensordot(t, np.linalg.inv(_COLOUR.T.astype(np.float64)), axes=1)
         if self.fourier:
-            t = tf.transpose(t, (0, 3, 1, 2)) / (math.sqrt(h * w) / 4.0)
-            spectrum = tf.signal.rfft2d(t) / tf.cast(self._scale, tf.complex64)
-            value = tf.stack([tf.math.real(spectrum), tf.math.imag(spectrum)])
+            t = np.transpose(t, (0, 3, 1, 2)) / (math.sqrt(h * w) / 4.0)
+            spectrum = np.fft.rfft2(t) / self._scale
+            value = np.stack([spectrum.real, spectrum.imag])
         else:
             value = t
-        self.variable.assign(tf.cast(value, tf.float32))
+        return value.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,7 +474,7 @@ def generate_set(
     and n_images > 1). Every ``config.blur_every`` steps the images are blurred a little. Each
     octave runs its share of ``config.steps`` with Adam.
     """
-    import tensorflow as tf
+    from keras import ops
 
     h, w = model_input_size(logits_model)
     n_classes = int(logits_model.output_shape[-1])
@@ -442,16 +493,16 @@ def generate_set(
     def objective(out: Any) -> tuple[Any, Any]:
         if diverse:
             feats, logits = out
-            f = tf.reduce_mean(tf.reshape(feats, [copies, n, *feats.shape[1:]]), axis=0)
+            f = ops.mean(ops.reshape(feats, (copies, n, *feats.shape[1:])), axis=0)
             similarity = gram_similarity(f)
         else:
-            logits, similarity = out, tf.constant(0.0)
-        return tf.reduce_mean(class_score(logits, targets, config.objective)), similarity
+            logits, similarity = out, ops.convert_to_tensor(0.0)
+        return ops.mean(class_score(logits, targets, config.objective)), similarity
 
     final, seconds, history = optimise(features_model if diverse else logits_model, objective, config, n=n,
                                        progress=progress, description=description or f"ideal image (class {class_index})",
                                        log_every=log_every)
-    all_logits = np.asarray(logits_model(final.astype(np.float32), training=False)).astype(np.float64)
+    all_logits = ops.convert_to_numpy(logits_model(final.astype(np.float32), training=False)).astype(np.float64)
     results = []
     for k in range(n):
         logits = all_logits[k]
@@ -477,17 +528,23 @@ def optimise(
     returns ``(score to raise, similarity to lower)`` for the batch ``x`` of ``config.batch``
     transformed copies of the n images (copy-major: copy k of image i is row k * n + i); the
     similarity is weighted by ``config.diversity``. Returns the uint8 images (n, H, W, 3) at the
-    net's input size, the seconds per image and the history."""
-    import keras
-    import tensorflow as tf
+    net's input size, the seconds per image and the history.
+
+    Any Keras backend: each step is one compiled function (:mod:`transfer_lab.models.gradients`)
+    of the variables' value, Adam's moments and the step's random draws (made in NumPy from
+    ``config.seed``), returning the new value and moments: nothing stateful inside it."""
+    from keras import ops
+
+    from transfer_lab.models.gradients import compiled, to_numpy, value_and_grad
     from transfer_lab.runtime.progress import progress_bar
 
     h, w = model_input_size(net)
     transforms = config.transforms()
     regs = [(REGULARIZERS[k], float(v)) for k, v in config.regularizers.items() if float(v) > 0]
-    rng = tf.random.Generator.from_seed(int(config.seed))
+    rng = np.random.default_rng(int(config.seed))
     copies = max(1, int(config.batch))
     diversity = float(config.diversity) if n > 1 else 0.0
+    lr, beta1, beta2, eps = float(config.learning_rate), 0.9, 0.999, 1e-7  # Keras's Adam defaults
     sizes = [
         (max(8, round(h / config.octave_scale ** k)), max(8, round(w / config.octave_scale ** k)))
         for k in reversed(range(config.octaves))
@@ -504,44 +561,52 @@ def optimise(
                                  decorrelate=config.decorrelate_colour, seed=config.seed, n=n)
         if image is not None:
             param.assign_image(image)
-        opt = keras.optimizers.Adam(config.learning_rate)
-        opt.build([param.variable])
 
-        @tf.function(reduce_retracing=True)
-        def step() -> tuple[Any, Any, Any]:
-            with tf.GradientTape() as tape:
-                img = param.image()
-                full = img if tuple(img.shape[1:3]) == (h, w) else tf.image.resize(img, (h, w), method="bilinear")
-                x = tf.tile(full, [copies, 1, 1, 1]) if copies > 1 else full
-                for t in transforms:
-                    x = t(x, rng)
-                score, similarity = objective(net(x, training=False))
-                loss = -score
-                for fn, weight in regs:
-                    loss = loss + weight * tf.reduce_mean(fn(img))
-                if diversity:
-                    loss = loss + diversity * similarity
-            grad = tape.gradient(loss, param.variable)
-            opt.apply_gradients([(grad, param.variable)])
-            return score, tf.reduce_mean(total_variation(img)), similarity
+        def loss_of(value: Any, *draws: Any) -> tuple[Any, Any]:
+            img = param.image_of(value)
+            full = img if tuple(img.shape[1:3]) == (h, w) else ops.image.resize(img, (h, w), interpolation="bilinear")
+            x = ops.tile(full, (copies, 1, 1, 1)) if copies > 1 else full
+            for t, d in zip(transforms, draws):
+                x = t.apply(x, d)
+            score, similarity = objective(net(x, training=False))
+            loss = -score
+            for fn, weight in regs:
+                loss = loss + weight * ops.mean(fn(img))
+            if diversity:
+                loss = loss + diversity * similarity
+            return loss, (score, ops.mean(total_variation(img)), similarity)
 
+        grad_of = value_and_grad(loss_of)
+
+        def adam(value: Any, m: Any, v: Any, t: Any, *draws: Any) -> tuple[Any, ...]:
+            _, aux, g = grad_of(value, *draws)
+            m = m + (g - m) * (1.0 - beta1)
+            v = v + (ops.square(g) - v) * (1.0 - beta2)
+            alpha = lr * ops.sqrt(1.0 - ops.power(beta2, t)) / (1.0 - ops.power(beta1, t))
+            return (value - alpha * m / (ops.sqrt(v) + eps), m, v, *aux)
+
+        step = compiled(adam, variables=net.variables)
+        value = to_numpy(param.variable.value)
+        m, v = np.zeros_like(value), np.zeros_like(value)
         for i in range(n_steps):
-            score, tv, sim = step()
+            draws = [t.draw(copies * n, rng) for t in transforms]
+            value, m, v, score, tv, sim = step(value, m, v, np.float32(i + 1), *draws)
             done += 1
             if config.blur_every and done % config.blur_every == 0 and i < n_steps - 1:
-                param.assign_image(gaussian_blur(param.image(), config.blur_sigma).numpy())
+                value = param.value_of(gaussian_blur(param.image_of(value), config.blur_sigma))
             if done % log_every == 0 or i == n_steps - 1:
                 history["step"].append(done)
-                history["logit"].append(float(score))
-                history["total_variation"].append(float(tv))
-                history["similarity"].append(float(sim))
-                bar.set_postfix(octave=f"{octave + 1}/{config.octaves}", score=f"{float(score):.1f}")
+                history["logit"].append(float(to_numpy(score)))
+                history["total_variation"].append(float(to_numpy(tv)))
+                history["similarity"].append(float(to_numpy(sim)))
+                bar.set_postfix(octave=f"{octave + 1}/{config.octaves}", score=f"{float(to_numpy(score)):.1f}")
             bar.update(1)
-        image = param.image().numpy()
+        param.variable.assign(to_numpy(value))
+        image = to_numpy(param.image())
     bar.close()
     final = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     if final.shape[1:3] != (h, w):  # only when the last octave is smaller (never with octave_scale >= 1)
-        final = np.clip(np.rint(tf.image.resize(final.astype(np.float32), (h, w)).numpy()), 0, 255).astype(np.uint8)
+        final = np.clip(np.rint(to_numpy(ops.image.resize(final.astype(np.float32), (h, w)))), 0, 255).astype(np.uint8)
     return final, (time.perf_counter() - start) / n, history
 
 
@@ -557,7 +622,7 @@ def generate_channels(
     optimised together: image i raises the mean activation of ``channels[i]`` (a channel
     objective). Returns the uint8 images (len(channels), H, W, 3) and, on each final image, the
     mean activation of its channel."""
-    import tensorflow as tf
+    from keras import ops
 
     chans = [int(c) for c in channels]
     n_ch = int(layer_model.output_shape[-1])
@@ -565,27 +630,27 @@ def generate_channels(
         raise IdealError(f"channels {chans} are out of range for a layer with {n_ch} channels.")
     n = len(chans)
     copies = max(1, int(config.batch))
-    mask = tf.constant(np.eye(n_ch, dtype=np.float32)[chans])  # (n, C)
+    mask = np.eye(n_ch, dtype=np.float32)[chans]  # (n, C)
 
     def objective(feats: Any) -> tuple[Any, Any]:
-        f = tf.reduce_mean(tf.reshape(feats, [copies, n, -1, feats.shape[-1]]), axis=[0, 2])  # (n, C)
-        return tf.reduce_mean(tf.reduce_sum(f * mask, axis=1)), tf.constant(0.0)
+        f = ops.mean(ops.reshape(feats, (copies, n, -1, feats.shape[-1])), axis=(0, 2))  # (n, C)
+        return ops.mean(ops.sum(f * mask, axis=1)), ops.convert_to_tensor(0.0)
 
     cfg = replace(config, objective="logit", diversity=0.0, n_images=n)
     final, _, _ = optimise(layer_model, objective, cfg, n=n, progress=progress, description=description)
-    acts = np.asarray(layer_model(final.astype(np.float32), training=False))
+    acts = ops.convert_to_numpy(layer_model(final.astype(np.float32), training=False))
     mean = acts.reshape(n, -1, acts.shape[-1]).mean(axis=1)
     return final, mean[np.arange(n), chans]
 
 
 def class_probabilities(model: Any, image: np.ndarray) -> np.ndarray:
     """Softmax over ``model``'s logits for one 0-255 image, resized to the model's input size."""
-    import tensorflow as tf
+    from keras import ops
 
     h, w = model_input_size(model)
     x = np.asarray(image, np.float32)[None]
     if x.shape[1:3] != (h, w):
-        x = tf.image.resize(x, (h, w), method="bilinear").numpy()
+        x = ops.convert_to_numpy(ops.image.resize(x, (h, w), interpolation="bilinear"))
     return as_probabilities(np.asarray(model(x, training=False))[0])  # a logits model gives logits
 
 
