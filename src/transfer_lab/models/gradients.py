@@ -88,6 +88,22 @@ def compiled(fn: Callable[..., Any], *, variables: Sequence[Any] = (), input_sig
     raise NotImplementedError(f"KERAS_BACKEND={name}: compiled functions are implemented for tensorflow, jax and torch.")
 
 
+def forward(model: Any, input_signature: Sequence[Any] | None = None) -> Callable[[Any], Any]:
+    """``model(x, training=False)`` compiled for the backend in use (:func:`compiled`, the model's
+    variables passed in under JAX). Takes numpy arrays or TensorFlow tensors (a tf.data batch:
+    converted to numpy first on the other backends)."""
+    fn = compiled(lambda x: model(x, training=False), variables=model.variables, input_signature=input_signature)
+    if backend() == "tensorflow":
+        return fn
+
+    def call(x: Any) -> Any:
+        import numpy as np
+
+        return fn(np.asarray(x))
+
+    return call
+
+
 def tracing_count(fn: Callable[..., Any]) -> int:
     """How many times a function from :func:`compiled` was traced (TensorFlow: once for every
     batch size under a signature; JAX: once per input shape; PyTorch eager: 0)."""

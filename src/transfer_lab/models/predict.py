@@ -19,7 +19,9 @@ def predict_batches(model: Any, dataset: Any, rt: Any = None) -> Iterator[Any]:
 
     rt = rt or current()
     if rt is None or rt.replicas == 1 or rt.workers > 1:
-        forward = _compiled(model, None, lambda: tf.function(lambda x: model(x, training=False), reduce_retracing=True))
+        from transfer_lab.models import gradients
+
+        forward = _compiled(model, None, lambda: gradients.forward(model))
         for batch in dataset:
             yield np.asarray(forward(batch))
         return

@@ -45,6 +45,10 @@ def training_model(classifier: Any, aug: AugmentationParams, seed: int = 0) -> A
     saved model stays the plain classifier (no augmentation inside)."""
     import keras
 
+    if trains_on_logits():  # the same weights, scored before the softmax (see trains_on_logits)
+        from transfer_lab.models.backbones import logits_model
+
+        classifier = logits_model(classifier)
     if not aug.active:
         return classifier
     inputs = keras.Input(classifier.input_shape[1:], name="image")
@@ -73,19 +77,32 @@ def layerwise_adam(learning_rate: float, multipliers: Mapping[str, float]) -> An
     return LayerwiseAdam(learning_rate=learning_rate)
 
 
-def smoothed_sparse_crossentropy(label_smoothing: float) -> Any:
-    """Cross-entropy of integer labels against probabilities, the target smoothed: (1 - e) on the
-    label and e spread evenly over every class (Keras's ``label_smoothing``, for sparse labels)."""
+def trains_on_logits() -> bool:
+    """Whether training should see the model's pre-softmax ``logits`` (a cross-entropy from logits)
+    instead of its probabilities. TensorFlow recovers the logits from the softmax op itself, so a
+    saturated softmax keeps its gradient; JAX and PyTorch clip the probabilities and a saturated
+    head stops learning (seen under JAX: the head's loss stuck at 8.06 from the second step)."""
+    import keras
+
+    return keras.backend.backend() != "tensorflow"
+
+
+def smoothed_sparse_crossentropy(label_smoothing: float, from_logits: bool = False) -> Any:
+    """Cross-entropy of integer labels against probabilities (or logits), the target smoothed:
+    (1 - e) on the label and e spread evenly over every class (Keras's ``label_smoothing``, for
+    sparse labels)."""
     import keras
     from keras import ops
 
     e = float(label_smoothing)
     if e == 0.0:
-        return "sparse_categorical_crossentropy"
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True) if from_logits \
+            else "sparse_categorical_crossentropy"
 
     def loss(y_true: Any, y_pred: Any) -> Any:
-        hard = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-        uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+        hard = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits)
+        logp = ops.log_softmax(y_pred, axis=-1) if from_logits else ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        uniform = -ops.mean(logp, axis=-1)
         return (1.0 - e) * hard + e * uniform
 
     loss.__name__ = f"smoothed_sparse_crossentropy_{e:g}"
@@ -93,7 +110,8 @@ def smoothed_sparse_crossentropy(label_smoothing: float) -> Any:
 
 
 def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any = "auto",
-                            backbone: Any = None, backbone_lr_mult: float = 1.0, label_smoothing: float = 0.0) -> None:
+                            backbone: Any = None, backbone_lr_mult: float = 1.0, label_smoothing: float = 0.0,
+                            from_logits: bool = False) -> None:
     """Recompile (after changing ``trainable``, Keras needs it) with Adam at a low learning rate;
     the ``backbone``'s variables at ``backbone_lr_mult`` times it (:func:`layerwise_adam`); the
     loss with ``label_smoothing`` (:func:`smoothed_sparse_crossentropy`)."""
@@ -105,7 +123,7 @@ def compile_for_fine_tuning(model: Any, learning_rate: float, jit_compile: Any =
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     model.compile(
         optimizer=optimizer,
-        loss=smoothed_sparse_crossentropy(label_smoothing),
+        loss=smoothed_sparse_crossentropy(label_smoothing, from_logits),
         metrics=["accuracy"],
         jit_compile=jit_compile,
     )

@@ -254,16 +254,13 @@ _FORWARD: dict[int, tuple[Any, Any]] = {}
 
 def _compiled_forward(extractor: Any, size: int) -> Any:
     """One traced forward pass per extractor (tracing MobileNetV2 takes seconds; calls reuse it)."""
-    import tensorflow as tf
+    from transfer_lab.models import gradients
 
     key = id(extractor)
     hit = _FORWARD.get(key)
     if hit is not None and hit[0]() is extractor:
         return hit[1]
-    forward = tf.function(
-        lambda x: extractor(x, training=False),
-        input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
-    )
+    forward = gradients.forward(extractor, input_signature=[((None, size, size, 3), "float32")])
     _FORWARD[key] = (weakref.ref(extractor), forward)
     weakref.finalize(extractor, _FORWARD.pop, key, None)
     return forward

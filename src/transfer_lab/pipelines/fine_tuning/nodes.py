@@ -23,6 +23,7 @@ from transfer_lab.models.training import (
     TqdmProgress,
     backup_key,
     compile_for_fine_tuning,
+    trains_on_logits,
     fit_resumable,
     training_model,
     weights_fingerprint,
@@ -96,7 +97,7 @@ def fine_tune(
         compile_for_fine_tuning(trainer, cfg.learning_rate,
                                 cfg.jit_compile if cfg.jit_compile != "auto" else rt.jit_compile,
                                 backbone=backbone_of(model), backbone_lr_mult=cfg.backbone_lr_mult,
-                                label_smoothing=cfg.label_smoothing)
+                                label_smoothing=cfg.label_smoothing, from_logits=trains_on_logits())
     batch = rt.global_batch(cfg.batch_size)  # fine_tuning.batch_size is per replica
 
     train_paths, train_y = data["train"]

@@ -11,9 +11,10 @@ import numpy as np
 
 from transfer_lab.data.tfdata import array_dataset, balanced_class_weights
 from transfer_lab.io import tracking
-from transfer_lab.models.backbones import build_classifier, build_head
+from transfer_lab.models.backbones import build_classifier, build_head, logits_model
 from transfer_lab.models.headfit import fit_head
 from transfer_lab.models.predict import predict_array
+from transfer_lab.models.training import trains_on_logits
 from transfer_lab.params.backbone import BackboneParams
 from transfer_lab.params.head_training import HeadTrainingParams
 from transfer_lab.params.runtime import RuntimeParams
@@ -145,9 +146,10 @@ def train_head(
     def fit(x: np.ndarray, y: np.ndarray, epochs: int, val: tuple[np.ndarray, np.ndarray] | None):
         set_seed(params.seed)
         class_weight = balanced_class_weights(y, n_classes) if params.class_weight else None
-        if rt.replicas == 1 and keras.config.dtype_policy().compute_dtype == "float32":
-            # One compiled call for the whole training (models.headfit): fit's history, weights and
-            # early stop, without its per-epoch Python loop.
+        if (rt.replicas == 1 and keras.config.dtype_policy().compute_dtype == "float32"
+                and keras.backend.backend() == "tensorflow"):
+            # One compiled call for the whole training (models.headfit, TensorFlow): fit's history,
+            # weights and early stop, without its per-epoch Python loop. Other backends: Keras's fit.
             head = build_head(x.shape[1], n_classes, params.dropout, params.l2)
             start = time.perf_counter()
             history = fit_head(
@@ -159,9 +161,11 @@ def train_head(
             return head, history
         with rt.scope():
             head = build_head(x.shape[1], n_classes, params.dropout, params.l2)
-            head.compile(
+            on_logits = trains_on_logits()  # the same weights, scored before the softmax
+            trainer = logits_model(head) if on_logits else head
+            trainer.compile(
                 optimizer=keras.optimizers.Adam(params.learning_rate),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=on_logits, label_smoothing=params.label_smoothing),
                 metrics=["accuracy"],
                 jit_compile=rt.jit_compile,
             )
@@ -174,7 +178,7 @@ def train_head(
                                      seed=params.seed)
         if val is not None:
             val = rt.shard(array_dataset(val[0], keras.utils.to_categorical(val[1], n_classes), batch_size=batch)[0])
-        history = head.fit(rt.shard(train), validation_data=val, epochs=epochs, steps_per_epoch=steps,
+        history = trainer.fit(rt.shard(train), validation_data=val, epochs=epochs, steps_per_epoch=steps,
                            class_weight=class_weight, callbacks=callbacks, verbose=0)
         return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
