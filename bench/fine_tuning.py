@@ -86,6 +86,7 @@ def main() -> None:
 
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    args.tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")  # the user's, if set; else one per project
     names = sorted(DATASETS) if args.dataset == "both" else [args.dataset]
     reports = []
     for name in names:
@@ -116,7 +117,7 @@ def bench_one(args: argparse.Namespace, dataset: str, workdir: str | None) -> st
     (project / "conf" / "local").mkdir(exist_ok=True)
     shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
     (project / "src").mkdir(exist_ok=True)  # the package itself is installed (editable)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri or f"sqlite:///{project / 'mlflow.db'}"
 
     params = {
         "data.source": str(source), "data.labels": labels,

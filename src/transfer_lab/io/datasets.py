@@ -280,8 +280,8 @@ def keras_requirements() -> list[str]:
 
     import keras
 
-    backend = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",),
-               "numpy": ()}.get(keras.backend.backend(), ())
+    backend = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",),
+               "torch": ("torch",)}.get(keras.backend.backend(), ())
     out = []
     for names in (("keras",), backend, ("numpy",)):
         for dist in names:

@@ -557,8 +557,10 @@ def deletion_test(model: Any, images: Any, maps: Any, *, classes: Any = None, fr
 def log_odds(logits: Any, classes: Any) -> np.ndarray:
     """log p_c / (1 - p_c) of each row's class c, from the logits (no rounding of p to 1.0). Rows that
     are already probabilities (a model without a ``logits`` layer) are taken as such (their log)."""
+    from transfer_lab.models.predict import is_probabilities
+
     z = np.asarray(logits, dtype=np.float64)
-    if z.min() >= 0 and np.allclose(z.sum(axis=1), 1.0, atol=1e-4):
+    if is_probabilities(z, axis=1, atol=1e-4):
         z = np.log(np.clip(z, 1e-12, None))
     rows = np.arange(len(z))
     others = z.copy()

@@ -351,7 +351,7 @@ class Parameterization:
         from keras import ops
 
         h, w = self.size
-        x = np.asarray(ops.convert_to_numpy(image) if not isinstance(image, np.ndarray) else image, np.float32)
+        x = np.asarray(ops.convert_to_numpy(image), np.float32)
         if x.ndim == 3:
             x = x[None]
         if x.shape[0] != self.n:
@@ -596,10 +596,11 @@ def optimise(
                 value = param.value_of(gaussian_blur(param.image_of(value), config.blur_sigma))
             if done % log_every == 0 or i == n_steps - 1:
                 history["step"].append(done)
-                history["logit"].append(float(to_numpy(score)))
+                score = float(to_numpy(score))
+                history["logit"].append(score)
                 history["total_variation"].append(float(to_numpy(tv)))
                 history["similarity"].append(float(to_numpy(sim)))
-                bar.set_postfix(octave=f"{octave + 1}/{config.octaves}", score=f"{float(to_numpy(score)):.1f}")
+                bar.set_postfix(octave=f"{octave + 1}/{config.octaves}", score=f"{score:.1f}")
             bar.update(1)
         param.variable.assign(to_numpy(value))
         image = to_numpy(param.image())

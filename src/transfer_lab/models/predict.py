@@ -88,10 +88,14 @@ def softmax(logits: Any, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def is_probabilities(outputs: Any, axis: int = -1, atol: float = 1e-3) -> bool:
+    """Whether ``outputs`` already are probabilities (>= 0, summing to 1 along ``axis``), not logits."""
+    p = np.asarray(outputs, np.float64)
+    return bool(p.size and np.all(p >= 0) and np.allclose(p.sum(axis=axis), 1.0, atol=atol))
+
+
 def as_probabilities(outputs: Any, axis: int = -1) -> np.ndarray:
     """``outputs`` as probabilities: unchanged when they already are (>= 0, summing to 1), else
     their :func:`softmax` (a model that returns logits)."""
     p = np.asarray(outputs, np.float64)
-    if p.size and np.all(p >= 0) and np.allclose(p.sum(axis=axis), 1.0, atol=1e-3):
-        return p
-    return softmax(p, axis=axis)
+    return p if is_probabilities(p, axis) else softmax(p, axis=axis)
